@@ -1,0 +1,94 @@
+/* Configuration: read once from the environment at start, then passed down read-only. */
+#ifndef QUERYGATE_CONFIG_H
+#define QUERYGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "querygate/error.h"
+
+enum qg_pooler_mode {
+    QG_POOLER_AUTO, /* detect a pooler that rejects startup options, then use SET */
+    QG_POOLER_ON,   /* always behave as behind PgBouncer (no startup options, no
+                       prepared statement outlives a transaction) */
+    QG_POOLER_OFF   /* never: a rejected startup option is a connection error */
+};
+
+enum qg_log_format { QG_LOG_TEXT, QG_LOG_JSON };
+enum qg_log_level { QG_LOG_DEBUG, QG_LOG_INFO, QG_LOG_WARN, QG_LOG_ERROR };
+enum qg_auth_mode { QG_AUTH_KEYS, QG_AUTH_NONE };
+
+/*
+ * Every field comes from one environment variable (named in the comment);
+ * qg_config_help() lists them with defaults. Strings are owned by the struct
+ * and freed by qg_config_free(); NULL means "not set".
+ */
+struct qg_config {
+    /* database */
+    char *database_url;          /* DATABASE_URL: postgresql:// URI or key=value */
+    int pool_size;               /* DB_POOL_SIZE */
+    int max_overflow;            /* DB_MAX_OVERFLOW */
+    double pool_timeout_s;       /* DB_POOL_TIMEOUT */
+    double pool_recycle_s;       /* DB_POOL_RECYCLE; -1 never */
+    double preping_idle_s;       /* DB_PREPING_IDLE: ping a connection idle this long */
+    int retries;                 /* DB_RETRIES */
+    double retry_delay_s;        /* DB_RETRY_DELAY, doubled each retry */
+    double connect_timeout_s;    /* DB_CONNECT_TIMEOUT */
+    enum qg_pooler_mode pooler;  /* DB_POOLER_MODE: auto, on, off */
+    bool prepared_statements;    /* DB_PREPARED_STATEMENTS */
+    char *sslmode;               /* PGSSLMODE */
+    int keepalives_idle;         /* PG_KEEPALIVES_IDLE */
+    int keepalives_interval;     /* PG_KEEPALIVES_INTERVAL */
+    int keepalives_count;        /* PG_KEEPALIVES_COUNT */
+    int statement_timeout_ms;    /* PG_STATEMENT_TIMEOUT */
+    int idle_tx_timeout_ms;      /* PG_IDLE_TX_TIMEOUT */
+    bool echo;                   /* DB_ECHO (alias SQLALCHEMY_ECHO) */
+    /* results */
+    long max_result_rows;        /* MAX_RESULT_ROWS */
+    long max_result_bytes;       /* MAX_RESULT_BYTES */
+    bool numbers_as_strings;     /* NUMBERS_AS_STRINGS: default of the request flag */
+    int health_cache_ms;         /* HEALTH_CACHE_MS: /health/ready answers from cache */
+    /* http */
+    char *host;                  /* HOST */
+    int port;                    /* PORT */
+    int http_threads;            /* HTTP_THREADS: workers that run statements */
+    long http_max_body;          /* HTTP_MAX_BODY bytes */
+    int http_max_connections;    /* HTTP_MAX_CONNECTIONS */
+    int http_idle_timeout_s;     /* HTTP_IDLE_TIMEOUT */
+    double shutdown_timeout_s;   /* SHUTDOWN_TIMEOUT */
+    /* security */
+    enum qg_auth_mode auth;      /* AUTH: keys, none */
+    char *api_keys;              /* API_KEYS: "KEY SCOPES [ROLE];..." (secret) */
+    char *api_keys_file;         /* API_KEYS_FILE */
+    char *tls_cert_file;         /* TLS_CERT_FILE */
+    char *tls_key_file;          /* TLS_KEY_FILE */
+    char *cors_allow_origins;    /* CORS_ALLOW_ORIGINS: comma list or * */
+    /* logs */
+    enum qg_log_format log_format; /* LOG_FORMAT: text, json */
+    enum qg_log_level log_level;   /* LOG_LEVEL: debug, info, warn, error */
+};
+
+/*
+ * Fills *cfg from envp (a NULL-terminated "NAME=value" array such as environ),
+ * defaults for what is unset. On error *cfg holds nothing to free and err names
+ * the variable and the offending value (never the value of a secret).
+ */
+qg_status qg_config_load(struct qg_config *cfg, char *const *envp, qg_error *err) QG_MUSTCHECK;
+
+/* Sets one variable by its environment name, as a command-line flag does. */
+qg_status qg_config_set(struct qg_config *cfg, const char *name, const char *value,
+                        qg_error *err) QG_MUSTCHECK;
+
+/* Frees the strings cfg owns; cfg itself is the caller's. */
+void qg_config_free(struct qg_config *cfg);
+
+/* Writes one line per variable: name, default, meaning (for --help). */
+void qg_config_help(FILE *out);
+
+/*
+ * The effective configuration as "NAME=value" pairs separated by spaces, with
+ * secrets (passwords, keys) replaced by "***". Returns a malloc'd string the
+ * caller frees, or NULL when out of memory.
+ */
+char *qg_config_describe(const struct qg_config *cfg);
+
+#endif

@@ -1,0 +1,64 @@
+/* Status codes and the error struct every fallible querygate function fills. */
+#ifndef QUERYGATE_ERROR_H
+#define QUERYGATE_ERROR_H
+
+#include <stdbool.h>
+
+#if defined(__GNUC__)
+#define QG_MUSTCHECK __attribute__((warn_unused_result))
+#define QG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define QG_MUSTCHECK
+#define QG_PRINTF(fmt, args)
+#endif
+
+/* Each status is one error code of the HTTP contract (see qg_status_code()). */
+typedef enum qg_status {
+    QG_OK = 0,
+    QG_ERR_INVALID_JSON,        /* body is not JSON */
+    QG_ERR_INVALID_REQUEST,     /* JSON, but not the shape asked for; bad argument */
+    QG_ERR_MISSING_PARAMETER,   /* :name in the SQL, absent from params */
+    QG_ERR_UNKNOWN_PARAMETER,   /* key in params the SQL does not use */
+    QG_ERR_MULTIPLE_STATEMENTS, /* more than one statement in one sql string */
+    QG_ERR_SQL,                 /* the server rejected the statement (22, 42, ...) */
+    QG_ERR_FORBIDDEN,           /* 42501 insufficient privilege */
+    QG_ERR_READ_ONLY,           /* 25006 write in a read-only transaction */
+    QG_ERR_CONFLICT,            /* class 23; 40001/40P01 after retries */
+    QG_ERR_RESULT_TOO_LARGE,    /* result past MAX_RESULT_ROWS / MAX_RESULT_BYTES */
+    QG_ERR_POOL_TIMEOUT,        /* no connection within DB_POOL_TIMEOUT */
+    QG_ERR_DB_UNAVAILABLE,      /* 08, 53, 57P01-57P03 after retries */
+    QG_ERR_SHUTTING_DOWN,       /* manager is closing */
+    QG_ERR_STATEMENT_TIMEOUT,   /* 57014 */
+    QG_ERR_CONFIG,              /* bad configuration value */
+    QG_ERR_INTERNAL             /* a bug or out of memory */
+} qg_status;
+
+/*
+ * Filled by fallible functions; pass NULL when the details do not matter.
+ * The first error is kept: a later qg_error_set() on a set error does nothing,
+ * so the cause is not overwritten by a failure during clean-up.
+ */
+typedef struct qg_error {
+    qg_status status;
+    char sqlstate[6];      /* "" unless the server reported one */
+    int position;          /* 1-based character in the caller's SQL; 0 if none */
+    int statement_index;   /* which statement of a batch/transaction; -1 if none */
+    bool outcome_unknown;  /* a write may or may not have been applied */
+    char message[512];
+    char detail[512];
+    char hint[256];
+} qg_error;
+
+/* The contract's error code for a status ("invalid_json", ...). Static string. */
+const char *qg_status_code(qg_status s);
+
+/* Resets *err to "no error" (statement_index -1). NULL is allowed. */
+void qg_error_clear(qg_error *err);
+
+/* Sets status and message unless an error is already set. Returns s. */
+qg_status qg_error_set(qg_error *err, qg_status s, const char *fmt, ...) QG_PRINTF(3, 4);
+
+/* The status an SQLSTATE maps to per the contract (e.g. "23505" -> QG_ERR_CONFLICT). */
+qg_status qg_status_from_sqlstate(const char *sqlstate);
+
+#endif

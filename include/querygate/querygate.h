@@ -1,0 +1,15 @@
+/* querygate: the manager core's public API in one include. */
+#ifndef QUERYGATE_H
+#define QUERYGATE_H
+
+#include "querygate/config.h"
+#include "querygate/error.h"
+#include "querygate/json.h"
+#include "querygate/manager.h"
+#include "querygate/params.h"
+#include "querygate/result.h"
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *qg_version(void);
+
+#endif

@@ -1,0 +1,134 @@
+/* Growable byte buffer and JSON string escaping, shared by every JSON writer. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_private.h"
+
+void qgp_buf_init(qgp_buf *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void qgp_buf_free(qgp_buf *b)
+{
+    free(b->data);
+    qgp_buf_init(b);
+}
+
+void qgp_buf_reset(qgp_buf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+bool qgp_buf_reserve(qgp_buf *b, size_t extra)
+{
+    if (b->oom)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2) {
+            b->oom = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (!d) {
+        b->oom = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void qgp_buf_append(qgp_buf *b, const char *s, size_t n)
+{
+    if (!qgp_buf_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void qgp_buf_puts(qgp_buf *b, const char *s)
+{
+    qgp_buf_append(b, s, strlen(s));
+}
+
+void qgp_buf_putc(qgp_buf *b, char c)
+{
+    if (!qgp_buf_reserve(b, 1))
+        return;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void qgp_buf_printf(qgp_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !qgp_buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* NOTE: worst case 6 bytes per input byte; reserving it once keeps the loop branch-light. */
+    if (n > (SIZE_MAX - 2) / 6 || !qgp_buf_reserve(b, n * 6 + 2))
+        return;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
+}
+
+char *qgp_buf_steal(qgp_buf *b, size_t *len)
+{
+    char *d = b->oom ? NULL : b->data;
+    if (len)
+        *len = d ? b->len : 0;
+    if (!d)
+        free(b->data);
+    qgp_buf_init(b);
+    return d;
+}

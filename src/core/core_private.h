@@ -1,0 +1,147 @@
+/* Cross-file internals of the manager core (prefix qgp_); not installed. */
+#ifndef QG_CORE_PRIVATE_H
+#define QG_CORE_PRIVATE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "querygate/querygate.h"
+
+/* ---- buf.c: growable byte buffer --------------------------------------- */
+
+/* A buffer that remembers an allocation failure instead of reporting each. */
+typedef struct qgp_buf {
+    char *data; /* NUL-terminated while !oom */
+    size_t len;
+    size_t cap;
+    bool oom;
+} qgp_buf;
+
+void qgp_buf_init(qgp_buf *b);
+void qgp_buf_free(qgp_buf *b);
+void qgp_buf_reset(qgp_buf *b);                    /* len = 0, keeps memory */
+bool qgp_buf_reserve(qgp_buf *b, size_t extra);
+void qgp_buf_append(qgp_buf *b, const char *s, size_t n);
+void qgp_buf_puts(qgp_buf *b, const char *s);
+void qgp_buf_putc(qgp_buf *b, char c);
+void qgp_buf_printf(qgp_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
+/* Appends s as a JSON string, quotes included (UTF-8 passed through). */
+void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
+/* Hands the data to the caller (malloc'd, caller frees); b is left empty. */
+char *qgp_buf_steal(qgp_buf *b, size_t *len);
+
+/* ---- params.c: :name -> $n, by PostgreSQL's lexical rules --------------- */
+
+typedef struct qgp_sql {
+    char *text;     /* the rewritten statement, NUL-terminated */
+    size_t len;
+    int nparams;    /* distinct names; $1 is names[0] */
+    char **names;
+    /* Maps positions in text back to the caller's SQL (for error positions). */
+    size_t nmap;
+    struct qgp_sql_span { size_t out_off, in_off; } *map;
+    char *orig;     /* a copy of the caller's SQL */
+    size_t orig_len;
+} qgp_sql;
+
+/*
+ * Rewrites sql; *out is new (qgp_sql_free). Errors: QG_ERR_MULTIPLE_STATEMENTS
+ * for a second statement after a ';', QG_ERR_INVALID_REQUEST for an empty
+ * statement or an unterminated quote/comment (message says which and where).
+ */
+qg_status qgp_sql_parse(const char *sql, size_t len, qgp_sql **out, qg_error *err) QG_MUSTCHECK;
+void qgp_sql_free(qgp_sql *s);
+/* A server error position (1-based characters in text) as 1-based characters in the caller's SQL. */
+int qgp_sql_map_position(const qgp_sql *s, int position);
+
+/* ---- bind.c: qg_params matched to a parsed statement ------------------- */
+
+/* One value as libpq wants it; for arrays both forms are kept. */
+struct qgp_value {
+    enum qg_param_kind kind;
+    const char *text;     /* NULL for SQL NULL */
+    int len;
+    const char *pg_array; /* for JSON arrays with a PostgreSQL array form, else NULL */
+    int pg_array_len;
+    bool is_array;
+};
+
+/*
+ * Fills values[i] for $i+1 of s from p (borrowed pointers into p).
+ * QG_ERR_MISSING_PARAMETER / QG_ERR_UNKNOWN_PARAMETER name the parameter.
+ * values must hold s->nparams entries. p may be NULL.
+ */
+qg_status qgp_bind(const qgp_sql *s, const qg_params *p, struct qgp_value *values,
+                   qg_error *err) QG_MUSTCHECK;
+
+/* ---- types.c / result_json.c: PostgreSQL values as JSON ----------------- */
+
+/* The type name of a built-in OID ("int4"), or NULL if not built in. */
+const char *qgp_type_name(Oid oid);
+/* The element type of a built-in array type OID, or 0 if oid is not one. */
+Oid qgp_array_elem(Oid array_oid);
+
+struct qgp_json_opts {
+    bool numbers_as_strings;
+};
+
+/*
+ * Appends one value in its text form (as libpq returns it) as JSON by type:
+ * numbers with their exact digits, NaN/Infinity as strings, bool, embedded
+ * json/jsonb, arrays parsed into JSON arrays, everything else a JSON string.
+ */
+void qgp_json_value(qgp_buf *out, Oid type, const char *val, size_t len,
+                    const struct qgp_json_opts *opt);
+
+/*
+ * Object keys for res's columns, each already escaped and quoted with its ':'
+ * ("\"id\":"), duplicates suffixed _2, _3. Returns a malloc'd array of
+ * malloc'd strings, nfields long; free with qgp_json_keys_free.
+ */
+char **qgp_json_keys(const PGresult *res);
+void qgp_json_keys_free(char **keys, int n);
+
+/* Appends row `row` of res as a JSON object using keys from qgp_json_keys(). */
+void qgp_json_row(qgp_buf *out, const PGresult *res, int row, char *const *keys,
+                  const struct qgp_json_opts *opt);
+
+/* Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys). */
+void qgp_json_columns(qgp_buf *out, const PGresult *res);
+
+/* ---- conninfo.c: connection parameters ---------------------------------- */
+
+typedef struct qgp_conninfo {
+    const char *const *keywords; /* NULL-terminated, for PQconnectdbParams(.., 0) */
+    const char *const *values;
+    bool local;                  /* every host is loopback or a unix socket */
+    char *display;               /* redacted: no password, safe for logs */
+    void *storage;               /* owned strings */
+} qgp_conninfo;
+
+/*
+ * Connection parameters from cfg: DATABASE_URL parsed by libpq (URI or
+ * key=value), plus application_name=querygate (unless set), keepalives,
+ * connect_timeout, sslmode (PGSSLMODE, else the URL's, else require for a
+ * remote host), and - when startup_options - an `options` parameter setting
+ * statement_timeout, idle_in_transaction_session_timeout, DateStyle,
+ * IntervalStyle and TimeZone. *out is new (qgp_conninfo_free).
+ */
+qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup_options,
+                           qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
+void qgp_conninfo_free(qgp_conninfo *ci);
+
+/* The SET statements that replace the startup options behind a pooler (static-length, malloc'd). */
+char *qgp_session_settings_sql(const struct qg_config *cfg);
+
+/* True when host (a libpq host value) is loopback or a unix-socket path. */
+bool qgp_host_is_local(const char *host);
+
+/* A copy of a URI or key=value string with the password replaced by ***. malloc'd. */
+char *qgp_redact_conninfo(const char *conninfo);
+
+/* ---- error.c ------------------------------------------------------------ */
+
+/* Fills err from a failed PGresult (sqlstate, message, detail, hint, position). */
+qg_status qgp_error_from_result(qg_error *err, const PGresult *res);
+
+#endif

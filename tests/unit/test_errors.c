@@ -1,0 +1,61 @@
+/* Error struct and SQLSTATE mapping. */
+#include "core_private.h"
+#include "qgtest.h"
+
+static void sqlstate_mapping(void)
+{
+    CHECK_INT(qg_status_from_sqlstate("23505"), QG_ERR_CONFLICT);
+    CHECK_INT(qg_status_from_sqlstate("40001"), QG_ERR_CONFLICT);
+    CHECK_INT(qg_status_from_sqlstate("40P01"), QG_ERR_CONFLICT);
+    CHECK_INT(qg_status_from_sqlstate("42501"), QG_ERR_FORBIDDEN);
+    CHECK_INT(qg_status_from_sqlstate("25006"), QG_ERR_READ_ONLY);
+    CHECK_INT(qg_status_from_sqlstate("57014"), QG_ERR_STATEMENT_TIMEOUT);
+    CHECK_INT(qg_status_from_sqlstate("08006"), QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(qg_status_from_sqlstate("53300"), QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(qg_status_from_sqlstate("57P01"), QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(qg_status_from_sqlstate("57P03"), QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(qg_status_from_sqlstate("42P01"), QG_ERR_SQL);
+    CHECK_INT(qg_status_from_sqlstate("22012"), QG_ERR_SQL);
+    CHECK_INT(qg_status_from_sqlstate(NULL), QG_ERR_SQL);
+    CHECK_INT(qg_status_from_sqlstate("bad"), QG_ERR_SQL);
+}
+
+static void first_error_kept(void)
+{
+    qg_error e;
+    qg_error_clear(&e);
+    CHECK_INT(e.statement_index, -1);
+    CHECK_INT(qg_error_set(&e, QG_ERR_SQL, "first %d", 1), QG_ERR_SQL);
+    CHECK_INT(qg_error_set(&e, QG_ERR_INTERNAL, "second"), QG_ERR_INTERNAL);
+    CHECK_INT(e.status, QG_ERR_SQL);
+    CHECK_STR(e.message, "first 1");
+    CHECK_INT(qg_error_set(NULL, QG_ERR_CONFLICT, "ignored"), QG_ERR_CONFLICT);
+    CHECK_STR(qg_status_code(QG_ERR_MULTIPLE_STATEMENTS), "multiple_statements");
+    CHECK_STR(qg_status_code((qg_status)999), "internal_error");
+}
+
+static void json_strings(void)
+{
+    qgp_buf b;
+    qgp_buf_init(&b);
+    qgp_buf_json_string(&b, "a\"b\\c\n\x01\t\xc3\xa9", 10);
+    CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001\\t\xc3\xa9\"");
+    qgp_buf_reset(&b);
+    qgp_buf_printf(&b, "%d-%s", 42, "x");
+    CHECK_STR(b.data, "42-x");
+    size_t n;
+    char *s = qgp_buf_steal(&b, &n);
+    CHECK_STR(s, "42-x");
+    CHECK_INT(n, 4);
+    CHECK(b.data == NULL);
+    free(s);
+    qgp_buf_free(&b);
+}
+
+int main(void)
+{
+    RUN(sqlstate_mapping);
+    RUN(first_error_kept);
+    RUN(json_strings);
+    return qgt_done();
+}
