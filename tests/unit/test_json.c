@@ -158,6 +158,9 @@ static void nul_refused(void)
     CHECK(rejected("[\"a\0\"]", 6, QG_ERR_INVALID_JSON, NULL));
     CHECK(rejected("[1]\0", 4, QG_ERR_INVALID_JSON, NULL));
     CHECK(rejected("[1,\0 2]", 7, QG_ERR_INVALID_JSON, NULL));
+    /* plain jansson accepts these (a number then NUL); found by fuzz_json */
+    CHECK(rejected("0e5\0", 4, QG_ERR_INVALID_JSON, NULL));
+    CHECK(rejected("123\0", 4, QG_ERR_INVALID_JSON, NULL));
 }
 
 static void structure(void)
