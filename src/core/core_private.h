@@ -30,6 +30,15 @@ void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
 /* Hands the data to the caller (malloc'd, caller frees); b is left empty. */
 char *qgp_buf_steal(qgp_buf *b, size_t *len);
 
+/* ---- json.c: request JSON ---------------------------------------------- */
+
+/*
+ * The PostgreSQL array literal of a JSON array ({1,"a\"b",NULL,{2,3}}), or
+ * *out = NULL when arr is not an array or holds an object. *out is malloc'd;
+ * caller frees. Returns false only when out of memory.
+ */
+bool qgp_json_pg_array(const json_t *arr, char **out, size_t *len);
+
 /* ---- params.c: :name -> $n, by PostgreSQL's lexical rules --------------- */
 
 typedef struct qgp_sql {
