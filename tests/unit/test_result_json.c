@@ -1,6 +1,7 @@
 /* Unit tests for types.c and result_json.c: every value kind, arrays, keys, rows, columns. */
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core_private.h"
 #include "qgtest.h"
@@ -450,6 +451,17 @@ static void test_lengths_not_nul(void)
     qgp_buf_free(&b);
 }
 
+/* result_json.c reserves by value length; a wrapping size must fail, not under-allocate. */
+static void test_buf_reserve_wrap(void)
+{
+    qgp_buf b;
+    qgp_buf_init(&b);
+    qgp_buf_puts(&b, "x");
+    CHECK(!qgp_buf_reserve(&b, SIZE_MAX));
+    CHECK(b.oom);
+    qgp_buf_free(&b);
+}
+
 int main(void)
 {
     RUN(test_type_names);
@@ -469,5 +481,6 @@ int main(void)
     RUN(test_row_types);
     RUN(test_no_columns_and_bad_args);
     RUN(test_lengths_not_nul);
+    RUN(test_buf_reserve_wrap);
     return qgt_done();
 }
