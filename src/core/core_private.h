@@ -114,7 +114,10 @@ void qgp_json_keys_free(char **keys, int n);
 void qgp_json_row(qgp_buf *out, const PGresult *res, int row, char *const *keys,
                   const struct qgp_json_opts *opt);
 
-/* Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys). */
+/*
+ * Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys).
+ * type is qgp_type_name(), or "oid:<number>" for a type that is not built in.
+ */
 void qgp_json_columns(qgp_buf *out, const PGresult *res);
 
 /* ---- conninfo.c: connection parameters ---------------------------------- */
