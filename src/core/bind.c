@@ -173,8 +173,11 @@ static qg_status append(qg_params *p, const char *name, size_t slot, struct qgp_
         v.text = w;
         w = put(w, src, tl);
     }
-    if (v.pg_array)
-        v.pg_array = put(w, v.pg_array, al);
+    if (v.pg_array) {
+        const char *src = v.pg_array;
+        v.pg_array = w;
+        put(w, src, al);
+    }
     struct entry *e = &p->e[p->n++];
     e->name = block;
     e->name_len = name_len;
