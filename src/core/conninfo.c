@@ -169,6 +169,7 @@ static const char *opt_val(const PQconninfoOption *o, const char *kw)
     return NULL;
 }
 
+/* The URL's options, then ours (later -c settings win). malloc'd; NULL when out of memory. */
 static char *startup_options(const struct qg_config *cfg, const char *url_options)
 {
     qgp_buf b;
@@ -350,45 +351,56 @@ static bool secret_uri_key(const char *k, size_t n)
     return secret_key(dec, o);
 }
 
+/* Marks hide[from, to) for redact_uri. */
+static void mark(bool *hide, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        hide[i] = true;
+}
+
 /*
- * A URI (s, n). The credentials end at the last '@': a password may hold raw
- * '@', ':', '/' or '?', and hiding too much is better than showing a password.
+ * A URI (s, n), with two things hidden:
+ * - the password: from the first ':' of the credentials to the last '@'. libpq
+ *   ends them at the first '@' before a '/', but a password may hold a raw '@'
+ *   (the user's mistake, still a secret); hiding too much beats showing some;
+ * - the value of every secret query key (password=, sslpassword=) up to the
+ *   next '&', after any '?' or '&', since '?' may itself be in a password.
  */
 static void redact_uri(qgp_buf *b, const char *s, size_t n, size_t scheme_len)
 {
-    size_t start = scheme_len + 3, at = n, p;
+    size_t start = scheme_len + 3, at = n;
+    bool *hide = calloc(n + 1, sizeof *hide);
+    if (!hide) {
+        b->oom = true;
+        return;
+    }
     for (size_t i = start; i < n; i++)
         if (s[i] == '@')
             at = i;
-    if (at < n) {
-        const char *colon = memchr(s + start, ':', at - start);
-        size_t cut = colon ? (size_t)(colon - s) + 1 : at;
-        qgp_buf_append(b, s, cut);
-        if (colon)
-            qgp_buf_puts(b, "***");
-        p = at;
-    } else {
-        p = start;
-        qgp_buf_append(b, s, start);
-    }
-    const char *q = memchr(s + p, '?', n - p);
-    size_t qs = q ? (size_t)(q - s) + 1 : n;
-    qgp_buf_append(b, s + p, qs - p);
-    for (p = qs; p < n;) {
-        size_t end = p;
+    const char *colon = at < n ? memchr(s + start, ':', at - start) : NULL;
+    if (colon)
+        mark(hide, (size_t)(colon - s) + 1, at);
+    for (size_t i = start; i < n; i++) {
+        if (s[i] != '?' && s[i] != '&')
+            continue;
+        size_t k = i + 1, end = k;
         while (end < n && s[end] != '&')
             end++;
-        const char *eq = memchr(s + p, '=', end - p);
-        if (eq && secret_uri_key(s + p, (size_t)(eq - s) - p)) {
-            qgp_buf_append(b, s + p, (size_t)(eq - s) - p + 1);
-            qgp_buf_puts(b, "***");
-        } else {
-            qgp_buf_append(b, s + p, end - p);
-        }
-        if (end < n)
-            qgp_buf_putc(b, '&');
-        p = end + 1;
+        const char *eq = memchr(s + k, '=', end - k);
+        if (eq && secret_uri_key(s + k, (size_t)(eq - s) - k))
+            mark(hide, (size_t)(eq - s) + 1, end);
     }
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && hide[j] == hide[i])
+            j++;
+        if (hide[i])
+            qgp_buf_puts(b, "***");
+        else
+            qgp_buf_append(b, s + i, j - i);
+        i = j;
+    }
+    free(hide);
 }
 
 /* A key=value token that is not a secret; a URI inside one (dbname=postgresql://...) is redacted too. */

@@ -297,6 +297,11 @@ static void redaction(void)
     /* Raw @ : / ? in a password: everything to the last '@' is hidden. */
     redacts("postgresql://u:p@s:s/w?d@h/db", "postgresql://u:***@h/db", "s:s/w?d");
     redacts("postgresql://u:pa ss@h", "postgresql://u:***@h", "pa ss");
+    /* '@' in a query password: found by the fuzzer (libpq reads password "secr\377@[:://"). */
+    redacts("postgresql://u=pg\2364-0ssh/db?password=secr\377@[:://",
+            "postgresql://u=pg\2364-0ssh/db?password=***", "secr");
+    redacts("postgresql://h:5432/db?password=se@cret", "postgresql://h:***", "cret");
+    redacts("postgresql://h/db?password=&x=1", "postgresql://h/db?password=&x=1", NULL);
     redacts("postgresql://u:s3@[::1]:5432,h2/db", "postgresql://u:***@[::1]:5432,h2/db", "s3");
     redacts("postgresql://u@h/db?sslmode=require&password=zz9&application_name=a",
             "postgresql://u@h/db?sslmode=require&password=***&application_name=a", "zz9");
