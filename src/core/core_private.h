@@ -140,6 +140,9 @@ typedef struct qgp_conninfo {
  */
 qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup_options,
                            qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
+/* The same, logging in as role (user=role, without the URL's password). */
+qg_status qgp_conninfo_new_as(const struct qg_config *cfg, bool startup_options, const char *role,
+                              qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
 void qgp_conninfo_free(qgp_conninfo *ci);
 
 /*

@@ -95,6 +95,12 @@ struct qg_manager {
     qg_log_fn log_fn;
     void *log_arg;
 
+    /* Pools that log in as a database role, made on first use (qg_manager_for_role). */
+    char *role;                 /* NULL for the main pool */
+    pthread_mutex_t roles_lock;
+    struct qgp_role_pool { char *role; qg_manager *m; } *roles;
+    int nroles;
+
     /* health */
     pthread_mutex_t health_lock;
     pthread_cond_t health_done;
