@@ -1,0 +1,227 @@
+/* One PostgreSQL connection: open (with the pooler fallback), ping, close. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "manager_private.h"
+
+double qgp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void qgp_sleep(double seconds)
+{
+    if (seconds <= 0)
+        return;
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
+{
+    if (!m->log_fn || level < m->cfg->log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    m->log_fn(m->log_arg, level, msg);
+}
+
+qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing)
+{
+    if (c)
+        c->broken = true;
+    const char *why = c && c->pg ? PQerrorMessage(c->pg) : "no connection";
+    qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
+                               "the database connection failed while %s: %.300s", doing, why);
+    if (err && err->status == QG_ERR_DB_UNAVAILABLE && !err->sqlstate[0])
+        snprintf(err->sqlstate, sizeof err->sqlstate, "08006");
+    return s;
+}
+
+/* libpq reports a pooler's refusal of the `options` startup parameter this way. */
+static bool pooler_refused_options(const PGconn *pg)
+{
+    const char *msg = PQerrorMessage(pg);
+    return strstr(msg, "unsupported startup parameter") != NULL;
+}
+
+static PGconn *connect_with(const qgp_conninfo *ci)
+{
+    return PQconnectdbParams((const char *const *)ci->keywords,
+                             (const char *const *)ci->values, 0);
+}
+
+static qg_status connect_error(qg_manager *m, PGconn *pg, qg_error *err)
+{
+    char why[400];
+    snprintf(why, sizeof why, "%s", pg ? PQerrorMessage(pg) : "out of memory");
+    size_t n = strlen(why);
+    while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
+        why[--n] = '\0';
+    qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
+                               "could not connect to the database at %s: %s; check DATABASE_URL "
+                               "and that the server is up",
+                               m->ci_options->display, why);
+    if (err && !err->sqlstate[0])
+        snprintf(err->sqlstate, sizeof err->sqlstate, "08001");
+    return s;
+}
+
+static PGconn *open_pg(qg_manager *m, bool *pooler)
+{
+    if (atomic_load(&m->pooler)) {
+        *pooler = true;
+        return connect_with(m->ci_plain);
+    }
+    PGconn *pg = connect_with(m->ci_options);
+    if (pg && PQstatus(pg) != CONNECTION_OK && m->cfg->pooler == QG_POOLER_AUTO &&
+        pooler_refused_options(pg)) {
+        /* NOTE: PgBouncer rejects `options`; from now on every connection goes without. */
+        PQfinish(pg);
+        atomic_store(&m->pooler, true);
+        qgp_log(m, QG_LOG_INFO, "the server refused startup options (a pooler such as "
+                                "PgBouncer?); settings are now applied per transaction");
+        *pooler = true;
+        return connect_with(m->ci_plain);
+    }
+    *pooler = false;
+    return pg;
+}
+
+qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
+{
+    *out = NULL;
+    bool pooler = false;
+    PGconn *pg = open_pg(m, &pooler);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        qg_status s = connect_error(m, pg, err);
+        PQfinish(pg);
+        return s;
+    }
+    qg_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        PQfinish(pg);
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory opening a connection");
+    }
+    c->pg = pg;
+    c->m = m;
+    c->pooler = pooler;
+    c->created_at = c->last_used = qgp_now();
+    c->cancel = PQgetCancel(pg);
+    pthread_mutex_init(&c->cancel_lock, NULL);
+    qgp_buf_init(&c->rows);
+    *out = c;
+    return QG_OK;
+}
+
+void qgp_conn_close(qg_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->cancel_lock);
+    PQfreeCancel(c->cancel);
+    c->cancel = NULL;
+    pthread_mutex_unlock(&c->cancel_lock);
+    pthread_mutex_destroy(&c->cancel_lock);
+    PQfinish(c->pg);
+    qgp_buf_free(&c->rows);
+    free(c);
+}
+
+void qg_conn_cancel(qg_conn *c)
+{
+    if (!c)
+        return;
+    char errbuf[256];
+    pthread_mutex_lock(&c->cancel_lock);
+    if (c->cancel)
+        (void)PQcancel(c->cancel, errbuf, sizeof errbuf);
+    pthread_mutex_unlock(&c->cancel_lock);
+}
+
+bool qgp_conn_alive(qg_conn *c)
+{
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
+        return false;
+    /* An idle connection has nothing to read; readable means the server spoke
+       (a termination notice) or hung up. Costs a poll(), not a round trip. */
+    struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    int r = poll(&p, 1, 0);
+    if (r == 0)
+        return true;
+    if (r < 0 || !PQconsumeInput(c->pg))
+        return false;
+    PGresult *res;
+    while (!PQisBusy(c->pg) && (res = PQgetResult(c->pg)) != NULL)
+        PQclear(res);
+    return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
+/* Waits until the connection has a whole result, or the deadline passes. */
+static bool wait_result(PGconn *pg, double deadline)
+{
+    while (PQisBusy(pg)) {
+        double left = deadline - qgp_now();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+        int r = poll(&p, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno != EINTR)
+            return false;
+        if (r > 0 && !PQconsumeInput(pg))
+            return false;
+    }
+    return true;
+}
+
+bool qgp_conn_ping(qg_conn *c, double timeout_s)
+{
+    if (!qgp_conn_alive(c))
+        return false;
+    if (!PQsendQuery(c->pg, ""))
+        return false;
+    double deadline = qgp_now() + timeout_s;
+    bool ok = true;
+    PGresult *res;
+    for (;;) {
+        if (!wait_result(c->pg, deadline))
+            return false;
+        res = PQgetResult(c->pg);
+        if (!res)
+            break;
+        if (PQresultStatus(res) != PGRES_EMPTY_QUERY)
+            ok = false;
+        PQclear(res);
+    }
+    return ok && PQstatus(c->pg) == CONNECTION_OK;
+}
+
+qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err)
+{
+    PGresult *res = PQexec(c->pg, sql);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        PQclear(res);
+        return QG_OK;
+    }
+    qg_status s;
+    if (PQstatus(c->pg) != CONNECTION_OK || !res || !PQresultErrorField(res, PG_DIAG_SQLSTATE))
+        s = qgp_conn_lost(c, err, sql);
+    else
+        s = qgp_error_from_result(err, res);
+    PQclear(res);
+    return s;
+}

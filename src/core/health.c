@@ -1,0 +1,108 @@
+/* Health: a round trip on a dedicated connection, and a cache so probe storms stay cheap. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "manager_private.h"
+
+/*
+ * NOTE: the check has its own connection so that a busy pool (every connection
+ * lent out) does not make a healthy instance look dead to its load balancer.
+ */
+static bool round_trip(qg_manager *m, char *why, size_t size)
+{
+    if (m->health_pg && PQstatus(m->health_pg) != CONNECTION_OK) {
+        PQfinish(m->health_pg);
+        m->health_pg = NULL;
+    }
+    if (!m->health_pg) {
+        const qgp_conninfo *ci = atomic_load(&m->pooler) ? m->ci_plain : m->ci_options;
+        m->health_pg = PQconnectdbParams((const char *const *)ci->keywords,
+                                         (const char *const *)ci->values, 0);
+        if (!m->health_pg || PQstatus(m->health_pg) != CONNECTION_OK) {
+            snprintf(why, size, "cannot connect to the database: %s",
+                     m->health_pg ? PQerrorMessage(m->health_pg) : "out of memory");
+            return false;
+        }
+    }
+    PGconn *pg = m->health_pg;
+    if (!PQsendQuery(pg, "SELECT 1")) {
+        snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
+        return false;
+    }
+    double deadline = qgp_now() + m->cfg->connect_timeout_s;
+    bool ok = false;
+    for (;;) {
+        while (PQisBusy(pg)) {
+            double left = deadline - qgp_now();
+            struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+            int r = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
+            if (r == 0) {
+                snprintf(why, size, "the database did not answer within %gs (DB_CONNECT_TIMEOUT)",
+                         m->cfg->connect_timeout_s);
+                PQfinish(pg);
+                m->health_pg = NULL;
+                return false;
+            }
+            if ((r < 0 && errno != EINTR) || (r > 0 && !PQconsumeInput(pg)))
+                break;
+        }
+        PGresult *res = PQgetResult(pg);
+        if (!res)
+            break;
+        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        if (!ok)
+            snprintf(why, size, "the database failed the check: %s", PQerrorMessage(pg));
+        PQclear(res);
+    }
+    if (PQstatus(pg) != CONNECTION_OK) {
+        snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
+        ok = false;
+    }
+    return ok;
+}
+
+void qg_health_check(qg_manager *m, struct qg_health *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&m->health_pg_lock);
+    double t0 = qgp_now();
+    out->healthy = round_trip(m, out->error, sizeof out->error);
+    out->latency_ms = (qgp_now() - t0) * 1000.0;
+    pthread_mutex_unlock(&m->health_pg_lock);
+    size_t n = strlen(out->error);
+    while (n && (out->error[n - 1] == '\n' || out->error[n - 1] == ' '))
+        out->error[--n] = '\0';
+    pthread_mutex_lock(&m->lock);
+    out->connection_count = m->checked_out + m->nidle;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void qg_health_cached(qg_manager *m, int max_age_ms, struct qg_health *out)
+{
+    pthread_mutex_lock(&m->health_lock);
+    for (;;) {
+        if (m->health_at > 0 && (qgp_now() - m->health_at) * 1000.0 < max_age_ms) {
+            *out = m->health_cached;
+            break;
+        }
+        if (m->health_running) {
+            /* Someone is asking the database right now: share their answer. */
+            while (m->health_running)
+                pthread_cond_wait(&m->health_done, &m->health_lock);
+            *out = m->health_cached;
+            break;
+        }
+        m->health_running = true;
+        pthread_mutex_unlock(&m->health_lock);
+        qg_health_check(m, out);
+        pthread_mutex_lock(&m->health_lock);
+        m->health_cached = *out;
+        m->health_at = qgp_now();
+        m->health_running = false;
+        pthread_cond_broadcast(&m->health_done);
+        break;
+    }
+    pthread_mutex_unlock(&m->health_lock);
+}

@@ -1,0 +1,160 @@
+/* The manager: creation, shutdown, the process-wide instance. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "manager_private.h"
+
+extern char **environ;
+
+const char *qg_version(void)
+{
+    return QG_VERSION;
+}
+
+/* SET LOCAL forms of the startup options, sent with BEGIN behind a pooler. */
+static char *pooler_settings(const struct qg_config *cfg)
+{
+    qgp_buf b;
+    qgp_buf_init(&b);
+    qgp_buf_printf(&b,
+                   "SET LOCAL statement_timeout = %d; SET LOCAL idle_in_transaction_session_timeout = %d; "
+                   "SET LOCAL DateStyle = 'ISO'; SET LOCAL IntervalStyle = 'iso_8601'; "
+                   "SET LOCAL TimeZone = 'UTC'",
+                   cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
+    return qgp_buf_steal(&b, NULL);
+}
+
+qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error *err)
+{
+    *out = NULL;
+    if (!cfg || !cfg->database_url)
+        return qg_error_set(err, QG_ERR_CONFIG,
+                            "DATABASE_URL is not set; set it to a postgresql:// URL "
+                            "(or start the service with scripts/run for an embedded database)");
+    qg_manager *m = calloc(1, sizeof *m);
+    if (!m)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
+    m->cfg = cfg;
+    qg_status s = qgp_conninfo_new(cfg, true, &m->ci_options, err);
+    if (s == QG_OK)
+        s = qgp_conninfo_new(cfg, false, &m->ci_plain, err);
+    if (s == QG_OK && !(m->session_sql = pooler_settings(cfg)))
+        s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
+    if (s != QG_OK) {
+        qgp_conninfo_free(m->ci_options);
+        qgp_conninfo_free(m->ci_plain);
+        free(m->session_sql);
+        free(m);
+        return s;
+    }
+    atomic_init(&m->pooler, cfg->pooler == QG_POOLER_ON);
+    atomic_init(&m->retries, 0);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->drained, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&m->health_lock, NULL);
+    pthread_mutex_init(&m->health_pg_lock, NULL);
+    pthread_cond_init(&m->health_done, NULL);
+    *out = m;
+    return QG_OK;
+}
+
+void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg)
+{
+    m->log_fn = fn;
+    m->log_arg = arg;
+}
+
+/* Waits until every lent connection is back or the deadline passes; lock held. */
+static bool wait_drained_locked(qg_manager *m, double deadline)
+{
+    while (m->checked_out > 0) {
+        double left = deadline - qgp_now();
+        if (left <= 0)
+            return false;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double whole = (double)(time_t)left;
+        ts.tv_sec += (time_t)left;
+        ts.tv_nsec += (long)((left - whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->drained, &m->lock, &ts);
+    }
+    return true;
+}
+
+void qg_manager_shutdown(qg_manager *m, double grace_s)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->shutting_down = true;
+    for (struct qgp_waiter *w = m->wait_head; w; w = w->next) {
+        w->cancelled = true;
+        pthread_cond_signal(&w->cv);
+    }
+    m->wait_head = m->wait_tail = NULL;
+    if (!wait_drained_locked(m, qgp_now() + grace_s)) {
+        /* Past the grace period: cancel what still runs, so it rolls back and returns. */
+        for (qg_conn *c = m->all; c; c = c->next_all)
+            qg_conn_cancel(c);
+        wait_drained_locked(m, qgp_now() + 5.0);
+    }
+    pthread_mutex_unlock(&m->lock);
+    qgp_pool_close_all(m);
+}
+
+void qg_manager_free(qg_manager *m)
+{
+    if (!m)
+        return;
+    qg_manager_shutdown(m, 0);
+    PQfinish(m->health_pg);
+    qgp_conninfo_free(m->ci_options);
+    qgp_conninfo_free(m->ci_plain);
+    free(m->session_sql);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->drained);
+    pthread_mutex_destroy(&m->health_lock);
+    pthread_mutex_destroy(&m->health_pg_lock);
+    pthread_cond_destroy(&m->health_done);
+    free(m);
+}
+
+/* ---- the process-wide manager (Python's get_db_manager) ------------------ */
+
+static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
+static qg_manager *global_manager;
+static struct qg_config global_config;
+
+qg_status qg_manager_global(qg_manager **out, qg_error *err)
+{
+    pthread_mutex_lock(&global_lock);
+    qg_status s = QG_OK;
+    if (!global_manager) {
+        s = qg_config_load(&global_config, environ, err);
+        if (s == QG_OK && (s = qg_manager_new(&global_config, &global_manager, err)) != QG_OK)
+            qg_config_free(&global_config);
+    }
+    *out = global_manager;
+    pthread_mutex_unlock(&global_lock);
+    return s;
+}
+
+void qg_manager_global_free(void)
+{
+    pthread_mutex_lock(&global_lock);
+    if (global_manager) {
+        qg_manager_free(global_manager);
+        qg_config_free(&global_config);
+        global_manager = NULL;
+    }
+    pthread_mutex_unlock(&global_lock);
+}

@@ -1,0 +1,60 @@
+/* What the contract lets us retry, and the backoff between tries. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "manager_private.h"
+
+bool qg_error_retryable(const qg_error *err)
+{
+    if (!err || err->outcome_unknown)
+        return false;
+    if (!strcmp(err->sqlstate, "40001") || !strcmp(err->sqlstate, "40P01"))
+        return true;
+    return err->status == QG_ERR_DB_UNAVAILABLE;
+}
+
+double qg_backoff_delay(double base_s, int attempt, double jitter01)
+{
+    if (base_s <= 0 || attempt < 0)
+        return 0;
+    if (attempt > 30)
+        attempt = 30;
+    if (jitter01 < 0)
+        jitter01 = 0;
+    if (jitter01 > 1)
+        jitter01 = 1;
+    return base_s * ldexp(1.0, attempt) * (1.0 + jitter01 / 4.0);
+}
+
+/* Jitter keeps many clients that failed together from retrying together. */
+static double jitter(void)
+{
+    static _Thread_local unsigned int seed;
+    if (!seed)
+        seed = (unsigned int)time(NULL) ^ (unsigned int)(uintptr_t)&seed;
+    return (double)rand_r(&seed) / (double)RAND_MAX;
+}
+
+void qgp_backoff_sleep(double base_s, int attempt)
+{
+    qgp_sleep(qg_backoff_delay(base_s, attempt, jitter()));
+}
+
+qg_status qg_with_retry(int retries, double delay_s, qg_retry_fn fn, void *arg, qg_error *err)
+{
+    qg_error e;
+    qg_status s = QG_OK;
+    for (int attempt = 0;; attempt++) {
+        qg_error_clear(&e);
+        s = fn(arg, &e);
+        if (s == QG_OK || attempt >= retries || !qg_error_retryable(&e))
+            break;
+        qgp_backoff_sleep(delay_s, attempt);
+    }
+    if (s != QG_OK && err && err->status == QG_OK)
+        *err = e;
+    return s;
+}
