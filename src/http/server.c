@@ -39,6 +39,7 @@ struct request {
     size_t endpoint;
     enum req_state state;
     bool discard; /* the answer is decided; the rest of the body is ignored */
+    size_t discarded;
     double start;
     char method[16];
     char path[256];
@@ -135,19 +136,24 @@ static enum MHD_Result run(qg_server *s, struct request *r)
     return MHD_YES;
 }
 
-/* Appends a body chunk; past HTTP_MAX_BODY the request is answered 413 and the connection closed. */
-static void take_body(qg_server *s, struct request *r, const char *data, size_t size)
+/* Appends a body chunk; past HTTP_MAX_BODY the answer is 413 and the connection closes. */
+static bool take_body(qg_server *s, struct request *r, const char *data, size_t size)
 {
-    if (r->discard)
-        return;
-    long max = s->ctx.cfg->http_max_body;
-    if (r->body.len + size > (size_t)(max < 0 ? 0 : max)) {
+    size_t max = (size_t)(s->ctx.cfg->http_max_body < 0 ? 0 : s->ctx.cfg->http_max_body);
+    if (r->discard) {
+        /* NOTE: libmicrohttpd 0.9 cannot answer before the body ends, so an answered
+           request's body is read and dropped, up to another HTTP_MAX_BODY bytes;
+           past that the connection is cut without an answer. */
+        r->discarded += size;
+        return r->discarded <= max;
+    }
+    if (r->body.len + size > max) {
         qgh_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "payload_too_large",
-                       "the body is larger than the limit of %ld bytes (HTTP_MAX_BODY)", max);
+                       "the body is larger than the limit of %zu bytes (HTTP_MAX_BODY)", max);
         r->reply.close = true;
         r->discard = true;
-        return;
+        return true;
     }
     qgh_buf_append(&r->body, data, size);
     if (r->body.oom) {
@@ -156,6 +162,7 @@ static void take_body(qg_server *s, struct request *r, const char *data, size_t 
         r->reply.close = true;
         r->discard = true;
     }
+    return true;
 }
 
 static long long content_length(struct MHD_Connection *c)
@@ -219,9 +226,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r)
         return begin(s, c, url, method, req_cls);
     if (*upload_size) {
-        take_body(s, r, upload_data, *upload_size);
+        bool go_on = take_body(s, r, upload_data, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return go_on ? MHD_YES : MHD_NO;
     }
     switch (r->state) {
     case REQ_BODY:
@@ -304,13 +311,14 @@ static qg_status start_daemon(qg_server *s, qg_error *err)
         flags |= MHD_USE_IPv6;
     errno = 0;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        /* first, so that MHD's own messages go through it too */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(cfg->http_max_connections > 0 ? cfg->http_max_connections : 1),
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "cannot listen on %s port %d (%s); check HOST and PORT",
