@@ -143,6 +143,10 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc = parse_flags(argc, argv, &cfg);
+    if (rc < 0 && qg_config_check(&cfg, &err) != QG_OK) {
+        fprintf(stderr, "querygate: %s\n", err.message);
+        rc = 2;
+    }
     if (rc >= 0) {
         qg_config_free(&cfg);
         return rc;
