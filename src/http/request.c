@@ -46,7 +46,7 @@ static json_t *parse_object(const char *body, size_t len, qg_error *err)
     return root;
 }
 
-/* Fails on the first key of obj not in allowed (a NULL-terminated list). */
+/* Fails on the first key of obj not in allowed (a NULL-terminated list), naming them all. */
 static qg_status check_keys(json_t *obj, const char *const *allowed, const char *where,
                             qg_error *err)
 {
@@ -56,13 +56,15 @@ static qg_status check_keys(json_t *obj, const char *const *allowed, const char 
         size_t i = 0;
         while (allowed[i] && strcmp(allowed[i], key))
             i++;
-        if (!allowed[i])
-            return qg_error_set(err, QG_ERR_INVALID_REQUEST,
-                                "unknown key \"%.100s\" in %s; allowed: %s%s%s%s%s%s%s", key,
-                                where, allowed[0], allowed[1] ? ", " : "",
-                                allowed[1] ? allowed[1] : "", allowed[2] ? ", " : "",
-                                allowed[2] ? allowed[2] : "", allowed[3] ? ", " : "",
-                                allowed[3] ? allowed[3] : "");
+        if (allowed[i])
+            continue;
+        char list[128] = "";
+        for (size_t k = 0; allowed[k]; k++) {
+            size_t n = strlen(list);
+            snprintf(list + n, sizeof list - n, "%s%s", k ? ", " : "", allowed[k]);
+        }
+        return qg_error_set(err, QG_ERR_INVALID_REQUEST,
+                            "unknown key \"%.100s\" in %s; allowed: %s", key, where, list);
     }
     return QG_OK;
 }

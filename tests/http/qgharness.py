@@ -158,9 +158,17 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(30)
         if expect_rc is not None and rc != expect_rc:
-            raise AssertionError("querygate exited %d, want %d; log tail:\n%s" %
-                                 (rc, expect_rc, "".join(self.lines[-20:])))
+            raise AssertionError("querygate exited %d, want %d; log:\n%s" %
+                                 (rc, expect_rc, self.log_excerpt()))
         return rc
+
+    def log_excerpt(self):
+        """A sanitizer report from its first line, else the log's last lines."""
+        for i, line in enumerate(self.lines):
+            if "ERROR: AddressSanitizer" in line or "runtime error:" in line or \
+                    "ERROR: LeakSanitizer" in line:
+                return "".join(self.lines[max(0, i - 3):i + 40])
+        return "".join(self.lines[-30:])
 
     def alive(self):
         return self.proc.poll() is None
