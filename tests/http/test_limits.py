@@ -134,7 +134,10 @@ def test_flags_and_json_log():
     s = Server(LOG_FORMAT="json")
     try:
         check_ok(s.get("/pool", headers={"X-Request-Id": "log-me"}))
+        check_ok(s.post("/query", {"sql": "SELECT :p::text AS p", "params": {"p": "sekr1t-v4lue"}}))
+        s.post("/query", {"sql": "SELECT 'sekr1t-b0dy' + 1"})
         time.sleep(0.1)
+        check(not any("sekr1t" in ln for ln in s.lines), "a body or parameter reached the log")
         lines = [ln for ln in s.lines if "log-me" in ln]
         check(lines and '"status":200' in lines[0] and '"path":"/pool"' in lines[0], s.lines)
         password = database_url().split("@")[0].rsplit(":", 1)[-1]
