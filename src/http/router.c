@@ -82,10 +82,32 @@ static bool is_json_type(const char *ct)
     return !*skip_ws(p);
 }
 
+/* The route for path and method; else NULL with *path_match the path's first route, if any. */
+static const struct qgh_route *lookup(const char *path, const char *method,
+                                      const struct qgh_route **path_match, size_t *endpoint)
+{
+    *path_match = NULL;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (strcmp(routes[i].path, path))
+            continue;
+        if (!*path_match) {
+            *path_match = &routes[i];
+            *endpoint = i;
+        }
+        if (method_matches(&routes[i], method)) {
+            *endpoint = i;
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
 const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
                                           struct qgh_reply *rep)
 {
-    *endpoint = NROUTES; /* "other" until a path matches */
+    *endpoint = NROUTES; /* "other" unless the path is known */
+    const struct qgh_route *path_match;
+    const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
 
     /* Draining: a load balancer should send this elsewhere. */
     if (h->draining) {
@@ -95,33 +117,22 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     }
 
     /* Unknown path. */
-    const struct qgh_route *path_match = NULL;
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, h->path))
-            continue;
-        if (!path_match) {
-            path_match = &routes[i];
-            *endpoint = i;
-        }
-        if (method_matches(&routes[i], h->method)) {
-            *endpoint = i;
-            path_match = &routes[i];
-            goto found;
-        }
-    }
     if (!path_match) {
-        qgh_reply_fail(rep, "not_found", "no endpoint %.100s; see /openapi.yaml of the project",
+        qgh_reply_fail(rep, "not_found",
+                       "no endpoint %.100s; the endpoints are /query, /update, /insert, "
+                       "/transaction, /health, /health/live, /health/ready, /pool, /metrics",
                        h->path);
         return NULL;
     }
 
     /* Known path, wrong method. */
-    qgh_reply_fail(rep, "method_not_allowed", "%.100s accepts %s, not %.20s", h->path,
-                   allow_header(path_match), h->method);
-    rep->allow = allow_header(path_match);
-    return NULL;
+    if (!route) {
+        qgh_reply_fail(rep, "method_not_allowed", "%.100s accepts %s, not %.20s", h->path,
+                       allow_header(path_match), h->method);
+        rep->allow = allow_header(path_match);
+        return NULL;
+    }
 
-found:
     /* A declared body past the limit: answered before it is read. */
     if (h->content_length > h->max_body) {
         qgh_reply_fail(rep, "payload_too_large",
@@ -132,10 +143,10 @@ found:
     }
 
     /* Bodies are JSON. */
-    if ((path_match->flags & QGH_JSON_BODY) && !is_json_type(h->content_type)) {
+    if ((route->flags & QGH_JSON_BODY) && !is_json_type(h->content_type)) {
         qgh_reply_fail(rep, "unsupported_media_type",
                        "send the body as Content-Type: application/json");
         return NULL;
     }
-    return path_match;
+    return route;
 }

@@ -205,8 +205,9 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     };
     r->route = qgh_dispatch_head(&head, &r->endpoint, &r->reply);
     if (r->route) {
+        /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
         if (len > 0)
-            qgh_buf_reserve(&r->body, (size_t)len);
+            qgh_buf_reserve(&r->body, (size_t)(len < 65536 ? len : 65536));
         return MHD_YES;
     }
     r->discard = true;

@@ -1,6 +1,4 @@
 /* Worker pool: a FIFO of jobs run by a fixed set of threads; an expirer answers jobs that waited too long. */
-#include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
