@@ -305,8 +305,10 @@ char *qgp_session_settings_sql(const struct qg_config *cfg)
         return NULL;
     qgp_buf b;
     qgp_buf_init(&b);
-    qgp_buf_printf(&b, "SET statement_timeout = %d; SET idle_in_transaction_session_timeout = %d; "
-                       "SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC'",
+    qgp_buf_printf(&b, "SELECT set_config('statement_timeout', '%d', true), "
+                       "set_config('idle_in_transaction_session_timeout', '%d', true), "
+                       "set_config('DateStyle', 'ISO', true), set_config('IntervalStyle', 'iso_8601', true), "
+                       "set_config('TimeZone', 'UTC', true)",
                    cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
     return qgp_buf_steal(&b, NULL);
 }

@@ -142,7 +142,11 @@ qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup_options,
                            qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
 void qgp_conninfo_free(qgp_conninfo *ci);
 
-/* The SET statements that replace the startup options behind a pooler (static-length, malloc'd). */
+/*
+ * One statement that applies the startup options for the current transaction only
+ * (set_config(..., true) is SET LOCAL), for use behind a transaction pooler.
+ * malloc'd; NULL when out of memory or cfg is NULL.
+ */
 char *qgp_session_settings_sql(const struct qg_config *cfg);
 
 /* True when host (a libpq host value) is loopback or a unix-socket path. */

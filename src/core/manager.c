@@ -12,19 +12,6 @@ const char *qg_version(void)
     return QG_VERSION;
 }
 
-/* SET LOCAL forms of the startup options, sent with BEGIN behind a pooler. */
-static char *pooler_settings(const struct qg_config *cfg)
-{
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_printf(&b,
-                   "SET LOCAL statement_timeout = %d; SET LOCAL idle_in_transaction_session_timeout = %d; "
-                   "SET LOCAL DateStyle = 'ISO'; SET LOCAL IntervalStyle = 'iso_8601'; "
-                   "SET LOCAL TimeZone = 'UTC'",
-                   cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
-    return qgp_buf_steal(&b, NULL);
-}
-
 qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error *err)
 {
     *out = NULL;
@@ -39,7 +26,7 @@ qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error
     qg_status s = qgp_conninfo_new(cfg, true, &m->ci_options, err);
     if (s == QG_OK)
         s = qgp_conninfo_new(cfg, false, &m->ci_plain, err);
-    if (s == QG_OK && !(m->session_sql = pooler_settings(cfg)))
+    if (s == QG_OK && !(m->session_sql = qgp_session_settings_sql(cfg)))
         s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
     if (s != QG_OK) {
         qgp_conninfo_free(m->ci_options);
