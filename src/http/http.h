@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "querygate/querygate.h"
 
 /* ---- server.c: what main uses --------------------------------------------- */
@@ -27,6 +28,15 @@ int qg_server_port(const qg_server *s);
  * with 503, stops the daemon and frees s. NULL is allowed.
  */
 void qg_server_stop(qg_server *s, double drain_s);
+
+/* ---- probe.c: querygate --probe ------------------------------------------- */
+
+/*
+ * GET /health/ready on cfg->host:cfg->port (a wildcard address means loopback),
+ * over TLS when TLS_CERT_FILE is set, all within timeout_s. Returns 0 on a 200,
+ * else 1 after writing one line saying why to out.
+ */
+int qgh_probe(const struct qg_config *cfg, double timeout_s, FILE *out);
 
 /* ---- buf.c: growable byte buffer ------------------------------------------ */
 
