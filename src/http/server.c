@@ -127,8 +127,10 @@ static void echo_body(qg_server *s, struct request *r)
 {
     if (!s->ctx.cfg->echo || !r->body.len || !qgh_log_enabled(QG_LOG_DEBUG))
         return;
-    qgh_log(QG_LOG_DEBUG, "request %s body (DB_ECHO, LOG_LEVEL=debug): %.*s", r->request_id,
+    qgh_log_request(r->request_id);
+    qgh_log(QG_LOG_DEBUG, "body (DB_ECHO, LOG_LEVEL=debug): %.*s",
             (int)(r->body.len < 900 ? r->body.len : 900), r->body.data);
+    qgh_log_request(NULL);
 }
 
 /* The body is complete: answer inline, or suspend and hand it to a worker. */
