@@ -123,6 +123,33 @@ def test_text_access_lines():
         s.stop()
 
 
+def test_pool_wait_measures_the_queue():
+    # One worker: the second of two slow requests waits for the first.
+    s = Server(LOG_FORMAT="json", HTTP_THREADS=1)
+    try:
+        def slow(rid):
+            check_ok(s.post("/query", {"sql": "SELECT pg_sleep(0.5)"},
+                            headers={"X-Request-Id": rid}, conn=s.connection()))
+        ts = [threading.Thread(target=slow, args=("wait-%d" % i,)) for i in range(2)]
+        for t in ts:
+            t.start()
+            time.sleep(0.1)
+        for t in ts:
+            t.join()
+        lines = wait_for(s, lambda ls: sum('"request_id":"wait-' in ln for ln in ls) == 2,
+                         "no access lines")
+        waits = sorted(r["pool_wait_ms"] for r in json_lines(lines)
+                       if r.get("request_id", "").startswith("wait-"))
+        check(waits[0] < 100 and 300 < waits[1] < 2000, waits)
+        fast = check_ok(s.get("/pool", headers={"X-Request-Id": "no-wait"}))
+        check(fast, "pool")
+        rec = [r for r in json_lines(wait_for(s, lambda ls: any("no-wait" in ln for ln in ls),
+                                              "no line")) if r.get("request_id") == "no-wait"]
+        check(rec[0]["pool_wait_ms"] == 0, rec)
+    finally:
+        s.stop()
+
+
 def free_port():
     sk = socket.socket()
     sk.bind(("127.0.0.1", 0))
