@@ -152,8 +152,6 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
 /* A worker route's wait in the worker queue (the access log's pool wait). */
 void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* Whether the health check's own connection is open: the last check was healthy. */
-void qgh_metrics_set_health(qgh_metrics *mt, bool open);
-int qgh_metrics_health_open(qgh_metrics *mt);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
 

@@ -24,7 +24,6 @@ struct qgh_metrics {
     atomic_ullong db_errors[NCLASS * NCLASS];
     atomic_ullong qwait[NBUCKETS + 1]; /* worker queue wait, not cumulative */
     atomic_ullong qwait_sum_ns;
-    atomic_int health_open;            /* the health check's own connection */
 };
 
 qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
@@ -98,16 +97,6 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
 void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds)
 {
     observe(mt->qwait, &mt->qwait_sum_ns, seconds);
-}
-
-void qgh_metrics_set_health(qgh_metrics *mt, bool open)
-{
-    atomic_store_explicit(&mt->health_open, open, memory_order_relaxed);
-}
-
-int qgh_metrics_health_open(qgh_metrics *mt)
-{
-    return atomic_load_explicit(&mt->health_open, memory_order_relaxed);
 }
 
 static unsigned long long load(atomic_ullong *v)
@@ -202,7 +191,7 @@ static void gauge(qgh_buf *out, const char *name, const char *help, long long v)
     qgh_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
 
-static void render_pool(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
+static void render_pool(qg_manager *m, qgh_buf *out)
 {
     struct qg_pool_stats ps;
     memset(&ps, 0, sizeof ps);
@@ -223,7 +212,7 @@ static void render_pool(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
     gauge(out, "querygate_health_connection",
           "The health check's own database connection (1 after a healthy check), "
           "not part of the pool.",
-          qgh_metrics_health_open(mt));
+          ps.health_connection);
 }
 
 static void render_db_errors(qgh_metrics *mt, qgh_buf *out)
@@ -243,7 +232,7 @@ void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
 {
     render_requests(mt, out);
     render_histograms(mt, out);
-    render_pool(mt, m, out);
+    render_pool(m, out);
     render_db_errors(mt, out);
     qgh_buf_puts(out, "# HELP querygate_build_info The running version.\n"
                       "# TYPE querygate_build_info gauge\nquerygate_build_info{");

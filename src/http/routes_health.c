@@ -24,13 +24,12 @@ void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out)
                    "\"connects\":%llu,\"recycles\":%llu,\"timeouts\":%llu,\"errors\":%llu,"
                    "\"retries\":%llu,\"health_connection\":%d}",
                    ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries,
-                   qgh_metrics_health_open(ctx->metrics));
+                   ps.health_connection);
 }
 
 static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
                           const struct qg_health *h)
 {
-    qgh_metrics_set_health(ctx->metrics, h->healthy);
     qgh_buf b;
     qgh_buf_init(&b);
     if (!h->healthy) {
