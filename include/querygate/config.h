@@ -74,9 +74,20 @@ struct qg_config {
  */
 qg_status qg_config_load(struct qg_config *cfg, char *const *envp, qg_error *err) QG_MUSTCHECK;
 
-/* Sets one variable by its environment name, as a command-line flag does. */
+/*
+ * Sets one variable by its environment name (or alias, any case), as a
+ * command-line flag does; value NULL or "" restores the default. Validated as
+ * qg_config_load does; on error cfg is unchanged. Checks between variables
+ * are left to qg_config_check(), to run after the last flag.
+ */
 qg_status qg_config_set(struct qg_config *cfg, const char *name, const char *value,
                         qg_error *err) QG_MUSTCHECK;
+
+/*
+ * Checks that need several variables (TLS_CERT_FILE needs TLS_KEY_FILE and the
+ * reverse) and DATABASE_URL as libpq parses it. qg_config_load() runs it.
+ */
+qg_status qg_config_check(const struct qg_config *cfg, qg_error *err) QG_MUSTCHECK;
 
 /* Frees the strings cfg owns; cfg itself is the caller's. */
 void qg_config_free(struct qg_config *cfg);

@@ -12,7 +12,9 @@
  * are rejected, since PostgreSQL text cannot hold NUL). Numbers keep the exact
  * characters the caller sent: test them with qg_json_is_number() before
  * json_is_string(), because they are stored as jansson strings with a marker.
- * Returns a new reference (json_decref), or NULL with QG_ERR_INVALID_JSON.
+ * Returns a new reference (json_decref), or NULL with QG_ERR_INVALID_JSON
+ * (message with line and column), QG_ERR_INVALID_REQUEST for \u0000 in valid
+ * JSON, or QG_ERR_INTERNAL when out of memory.
  */
 json_t *qg_json_parse(const char *text, size_t len, qg_error *err) QG_MUSTCHECK;
 

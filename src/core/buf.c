@@ -30,6 +30,10 @@ bool qgp_buf_reserve(qgp_buf *b, size_t extra)
 {
     if (b->oom)
         return false;
+    if (extra > SIZE_MAX - b->len - 1) { /* len + extra + 1 would wrap */
+        b->oom = true;
+        return false;
+    }
     if (b->len + extra + 1 <= b->cap)
         return true;
     size_t cap = b->cap ? b->cap : 256;

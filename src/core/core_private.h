@@ -30,6 +30,15 @@ void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
 /* Hands the data to the caller (malloc'd, caller frees); b is left empty. */
 char *qgp_buf_steal(qgp_buf *b, size_t *len);
 
+/* ---- json.c: request JSON ---------------------------------------------- */
+
+/*
+ * The PostgreSQL array literal of a JSON array ({1,"a\"b",NULL,{2,3}}), or
+ * *out = NULL when arr is not an array or holds an object. *out is malloc'd;
+ * caller frees. Returns false only when out of memory.
+ */
+bool qgp_json_pg_array(const json_t *arr, char **out, size_t *len);
+
 /* ---- params.c: :name -> $n, by PostgreSQL's lexical rules --------------- */
 
 typedef struct qgp_sql {
@@ -105,7 +114,10 @@ void qgp_json_keys_free(char **keys, int n);
 void qgp_json_row(qgp_buf *out, const PGresult *res, int row, char *const *keys,
                   const struct qgp_json_opts *opt);
 
-/* Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys). */
+/*
+ * Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys).
+ * type is qgp_type_name(), or "oid:<number>" for a type that is not built in.
+ */
 void qgp_json_columns(qgp_buf *out, const PGresult *res);
 
 /* ---- conninfo.c: connection parameters ---------------------------------- */

@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE city = :city AND n > :min_n

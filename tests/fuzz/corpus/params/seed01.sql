@@ -1,0 +1,1 @@
+SELECT :id::int, x::text, ts::date

@@ -1,0 +1,1 @@
+SELECT a[1:2], a[lo:hi], a[1: :n], a[lo\:hi]

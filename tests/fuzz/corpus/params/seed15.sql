@@ -1,0 +1,1 @@
+SELECT 'héllo €', :abc, 😀x, :a
