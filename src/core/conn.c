@@ -99,6 +99,12 @@ static PGconn *open_pg(qg_manager *m, bool *pooler)
     return pg;
 }
 
+/* Server notices (RAISE NOTICE, termination messages) go to the log, not stderr. */
+static void notice_to_log(void *arg, const char *message)
+{
+    qgp_log(arg, QG_LOG_DEBUG, "server notice: %.900s", message);
+}
+
 qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
 {
     *out = NULL;
@@ -119,6 +125,7 @@ qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
     c->pooler = pooler;
     c->created_at = c->last_used = qgp_now();
     c->cancel = PQgetCancel(pg);
+    PQsetNoticeProcessor(pg, notice_to_log, m);
     pthread_mutex_init(&c->cancel_lock, NULL);
     qgp_buf_init(&c->rows);
     *out = c;
@@ -152,22 +159,14 @@ void qg_conn_cancel(qg_conn *c)
 
 bool qgp_conn_alive(qg_conn *c)
 {
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return false;
-    /* An idle connection has nothing to read; readable means the server spoke
-       (a termination notice) or hung up. Costs a poll(), not a round trip. */
+    /* An idle connection has nothing to say. Readable means the server spoke
+       anyway (a termination notice, possibly SSL-wrapped) or hung up: either way
+       it is not to be trusted. Costs a poll(), not a round trip. */
     struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
-    if (p.fd < 0)
-        return false;
-    int r = poll(&p, 1, 0);
-    if (r == 0)
-        return true;
-    if (r < 0 || !PQconsumeInput(c->pg))
-        return false;
-    PGresult *res;
-    while (!PQisBusy(c->pg) && (res = PQgetResult(c->pg)) != NULL)
-        PQclear(res);
-    return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    return p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
 /* Waits until the connection has a whole result, or the deadline passes. */

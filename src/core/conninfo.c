@@ -202,10 +202,12 @@ static bool fill_arrays(struct ci_store *st, const struct qg_config *cfg, bool s
     size_t n = 0;
     for (; o->keyword; o++) {
         if (!o->val || (!strcmp(o->keyword, "sslmode") && cfg->sslmode) ||
-            (!strcmp(o->keyword, "options") && startup))
+            (!strcmp(o->keyword, "options") && startup) || !strcmp(o->keyword, "client_encoding"))
             continue;
         add(st, &n, o->keyword, o->val);
     }
+    /* JSON is UTF-8: results must arrive in it whatever the URL asks. */
+    add(st, &n, "client_encoding", "UTF8");
     if (!opt_val(st->opts, "application_name"))
         add(st, &n, "application_name", "querygate");
     if (!opt_val(st->opts, "keepalives"))
@@ -268,7 +270,7 @@ qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup, qgp_connin
     }
     qgp_conninfo *ci = calloc(1, sizeof *ci);
     struct ci_store *st = calloc(1, sizeof *st);
-    size_t cap = 10; /* our additions and the terminator */
+    size_t cap = 11; /* our additions and the terminator */
     for (const PQconninfoOption *o = opts; o->keyword; o++)
         cap++;
     if (ci && st) {

@@ -63,7 +63,12 @@ static void check_roundtrip(const char *name, const json_t *v)
 static void check_file(const char *dir, const char *name, int *counts)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        fprintf(stderr, "%s/%s: path too long\n", dir, name);
+        qgt_failures++;
+        return;
+    }
     size_t len;
     char *text = slurp(path, &len);
     if (!text) {
