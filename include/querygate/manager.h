@@ -32,6 +32,17 @@ void qg_manager_shutdown(qg_manager *m, double grace_s);
 /* Shuts down (grace 0 if not done yet), closes every connection, frees m. NULL ok. */
 void qg_manager_free(qg_manager *m);
 
+/*
+ * The pool that logs in as database role `role` (user=role, authenticated by
+ * libpq's own means: PGPASSFILE/.pgpass, certificates, or trust; the password
+ * in DATABASE_URL is never sent for it), made on first use with m's settings.
+ * NOTE: logging in as the role, rather than SET ROLE, is what makes the role
+ * final: a caller's RESET ROLE, SET ROLE or set_config('role') cannot reach
+ * the service's own login. Borrowed: freed with m.
+ */
+qg_status qg_manager_for_role(qg_manager *m, const char *role, qg_manager **out,
+                              qg_error *err) QG_MUSTCHECK;
+
 /* Who gets the core's log lines (DB_ECHO statements, reconnects); NULL: nobody. */
 typedef void (*qg_log_fn)(void *arg, enum qg_log_level level, const char *msg);
 void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg);
@@ -78,6 +89,8 @@ void qg_conn_cancel(qg_conn *c);
 
 struct qg_exec_options {
     bool numbers_as_strings; /* int8 and numeric as JSON strings */
+    bool last;               /* no statement follows in this transaction: a read-only
+                                scope then ends in the same round trip */
 };
 
 /*

@@ -143,6 +143,7 @@ void qgp_conn_close(qg_conn *c)
     pthread_mutex_destroy(&c->cancel_lock);
     PQfinish(c->pg);
     qgp_buf_free(&c->rows);
+    qgp_stmt_cache_free(&c->stmts);
     free(c);
 }
 
@@ -167,6 +168,25 @@ bool qgp_conn_alive(qg_conn *c)
        it is not to be trusted. Costs a poll(), not a round trip. */
     struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
     return p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+/*
+ * DISCARD ALL would do, but it cannot run in a multi-statement string, and
+ * RESET ALL returns the startup options (statement_timeout, TimeZone...) to
+ * the values the connection was opened with, as wanted.
+ */
+bool qgp_conn_reset(qg_conn *c)
+{
+    static const char reset[] =
+        "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; "
+        "DEALLOCATE ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+    qgp_stmt_cache_forget_prepared(&c->stmts);
+    c->needs_reset = false;
+    if (qgp_conn_command(c, reset, NULL) != QG_OK) {
+        c->broken = true;
+        return false;
+    }
+    return true;
 }
 
 /* Waits until the connection has a whole result, or the deadline passes. */

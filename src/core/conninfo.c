@@ -196,16 +196,21 @@ static void add(struct ci_store *st, size_t *n, const char *k, const char *v)
  * and `options` is the URL's followed by ours, as documented in config.h.
  */
 static bool fill_arrays(struct ci_store *st, const struct qg_config *cfg, bool startup,
-                        bool local)
+                        bool local, const char *role)
 {
     const PQconninfoOption *o = st->opts;
     size_t n = 0;
     for (; o->keyword; o++) {
+        /* NOTE: a role logs in as itself; the URL's password is never sent for it. */
+        if (role && (!strcmp(o->keyword, "user") || !strcmp(o->keyword, "password")))
+            continue;
         if (!o->val || (!strcmp(o->keyword, "sslmode") && cfg->sslmode) ||
             (!strcmp(o->keyword, "options") && startup) || !strcmp(o->keyword, "client_encoding"))
             continue;
         add(st, &n, o->keyword, o->val);
     }
+    if (role)
+        add(st, &n, "user", role);
     /* JSON is UTF-8: results must arrive in it whatever the URL asks. */
     add(st, &n, "client_encoding", "UTF8");
     if (!opt_val(st->opts, "application_name"))
@@ -256,6 +261,12 @@ void qgp_conninfo_free(qgp_conninfo *ci)
 qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup, qgp_conninfo **out,
                            qg_error *err)
 {
+    return qgp_conninfo_new_as(cfg, startup, NULL, out, err);
+}
+
+qg_status qgp_conninfo_new_as(const struct qg_config *cfg, bool startup, const char *role,
+                              qgp_conninfo **out, qg_error *err)
+{
     if (out)
         *out = NULL;
     if (!cfg || !out)
@@ -270,7 +281,7 @@ qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup, qgp_connin
     }
     qgp_conninfo *ci = calloc(1, sizeof *ci);
     struct ci_store *st = calloc(1, sizeof *st);
-    size_t cap = 11; /* our additions and the terminator */
+    size_t cap = 12; /* our additions and the terminator */
     for (const PQconninfoOption *o = opts; o->keyword; o++)
         cap++;
     if (ci && st) {
@@ -289,7 +300,7 @@ qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup, qgp_connin
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building connection parameters");
     }
     ci->local = all_hosts_local(opt_val(st->opts, "host"), opt_val(st->opts, "hostaddr"));
-    if (!fill_arrays(st, cfg, startup, ci->local)) {
+    if (!fill_arrays(st, cfg, startup, ci->local, role)) {
         qgp_conninfo_free(ci);
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building connection parameters");
     }
@@ -305,8 +316,10 @@ char *qgp_session_settings_sql(const struct qg_config *cfg)
         return NULL;
     qgp_buf b;
     qgp_buf_init(&b);
-    qgp_buf_printf(&b, "SET statement_timeout = %d; SET idle_in_transaction_session_timeout = %d; "
-                       "SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC'",
+    qgp_buf_printf(&b, "SELECT set_config('statement_timeout', '%d', true), "
+                       "set_config('idle_in_transaction_session_timeout', '%d', true), "
+                       "set_config('DateStyle', 'ISO', true), set_config('IntervalStyle', 'iso_8601', true), "
+                       "set_config('TimeZone', 'UTC', true)",
                    cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
     return qgp_buf_steal(&b, NULL);
 }

@@ -25,6 +25,8 @@ void qgp_buf_append(qgp_buf *b, const char *s, size_t n);
 void qgp_buf_puts(qgp_buf *b, const char *s);
 void qgp_buf_putc(qgp_buf *b, char c);
 void qgp_buf_printf(qgp_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
+/* Writes byte c JSON-escaped at o (room for 6 bytes); returns the new end. */
+char *qgp_json_escape_byte(char *o, unsigned char c);
 /* Appends s as a JSON string, quotes included (UTF-8 passed through). */
 void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
 /* Hands the data to the caller (malloc'd, caller frees); b is left empty. */
@@ -140,9 +142,16 @@ typedef struct qgp_conninfo {
  */
 qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup_options,
                            qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
+/* The same, logging in as role (user=role, without the URL's password). */
+qg_status qgp_conninfo_new_as(const struct qg_config *cfg, bool startup_options, const char *role,
+                              qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
 void qgp_conninfo_free(qgp_conninfo *ci);
 
-/* The SET statements that replace the startup options behind a pooler (static-length, malloc'd). */
+/*
+ * One statement that applies the startup options for the current transaction only
+ * (set_config(..., true) is SET LOCAL), for use behind a transaction pooler.
+ * malloc'd; NULL when out of memory or cfg is NULL.
+ */
 char *qgp_session_settings_sql(const struct qg_config *cfg);
 
 /* True when host (a libpq host value) is loopback or a unix-socket path. */

@@ -1,4 +1,5 @@
-/* One statement on a connection: bind, send, stream rows into JSON within the caps. */
+/* One statement on a connection: bind, send (pipelined with BEGIN/ROLLBACK), stream rows into JSON. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,24 +13,37 @@ static bool wants_json_text(Oid type)
            type == 25 /* text */ || type == 1043 /* varchar */ || type == 705 /* unknown */;
 }
 
+static qg_status server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res, qg_error *err,
+                              const char *doing)
+{
+    if (PQstatus(c->pg) != CONNECTION_OK || !res || !PQresultErrorField(res, PG_DIAG_SQLSTATE))
+        return qgp_conn_lost(c, err, doing);
+    qg_status s = qgp_error_from_result(err, res);
+    if (err && err->position)
+        err->position = qgp_sql_map_position(ps, err->position);
+    return s;
+}
+
 /*
  * A JSON array can be a json value or a PostgreSQL array; only the server knows
- * which type it inferred, so ask it (Parse + Describe) when an array is bound.
+ * which type it inferred, so ask it (Parse + Describe of the unnamed statement).
  */
 static qg_status choose_array_forms(qg_conn *c, const qgp_sql *ps, const char **vals,
                                     const struct qgp_value *v, qg_error *err)
 {
-    PGresult *r = PQprepare(c->pg, "", ps->text, ps->nparams, NULL);
-    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-        qg_status s = (r && PQresultErrorField(r, PG_DIAG_SQLSTATE))
-                          ? qgp_error_from_result(err, r)
-                          : qgp_conn_lost(c, err, "preparing the statement");
-        if (err && err->position)
-            err->position = qgp_sql_map_position(ps, err->position);
-        PQclear(r);
-        return s;
+    if (c->begin_pending) {
+        c->begin_pending = false;
+        qg_status s = qgp_conn_command(c, c->begin_sql, err);
+        if (s != QG_OK)
+            return s;
     }
+    PGresult *r = PQprepare(c->pg, "", ps->text, ps->nparams, NULL);
+    qg_status s = QG_OK;
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        s = server_error(c, ps, r, err, "preparing the statement");
     PQclear(r);
+    if (s != QG_OK)
+        return s;
     PGresult *d = PQdescribePrepared(c->pg, "");
     if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
         PQclear(d);
@@ -105,44 +119,115 @@ static void take_command(struct reader *rd, const PGresult *res)
         start_rows(rd, res);
 }
 
-static qg_status take_error(struct reader *rd, const PGresult *res, qg_error *err)
+/* One result of the caller's statement. */
+static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *err)
 {
-    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (rd->too_large && st && !strcmp(st, "57014"))
+    switch (PQresultStatus(res)) {
+    case PGRES_SINGLE_TUPLE:
+        take_row(rd, res);
         return QG_OK;
-    if (PQstatus(rd->c->pg) != CONNECTION_OK || !st)
-        return qgp_conn_lost(rd->c, err, "running the statement");
-    qg_status s = qgp_error_from_result(err, res);
-    if (err && err->position)
-        err->position = qgp_sql_map_position(rd->ps, err->position);
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+        take_command(rd, res);
+        return QG_OK;
+    case PGRES_EMPTY_QUERY:
+    case PGRES_PIPELINE_ABORTED:
+        return QG_OK;
+    default: {
+        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (rd->too_large && st && !strcmp(st, "57014"))
+            return QG_OK;
+        return server_error(rd->c, rd->ps, res, err, "running the statement");
+    }
+    }
+}
+
+/* The pipeline's parts, in the order they were sent. */
+enum part { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_END };
+
+struct plan {
+    enum part parts[4];
+    int nparts;
+    const char *name; /* prepared statement name, "" for unnamed, NULL for none */
+    bool prepare;
+    bool prepared;    /* the server accepted the PREPARE (it outlives a rollback) */
+};
+
+/* Reads every part's results up to the sync; the first error wins. */
+static qg_status read_pipeline(struct reader *rd, struct plan *p, qg_error *err)
+{
+    PGconn *pg = rd->c->pg;
+    qg_status s = QG_OK;
+    for (int i = 0; i < p->nparts; i++) {
+        if (p->parts[i] == PART_STATEMENT)
+            PQsetSingleRowMode(pg);
+        PGresult *res;
+        while ((res = PQgetResult(pg)) != NULL) {
+            qg_status r = QG_OK;
+            if (p->parts[i] == PART_STATEMENT)
+                r = take_result(rd, res, err);
+            else if (p->parts[i] == PART_PREPARE && PQresultStatus(res) == PGRES_COMMAND_OK)
+                p->prepared = true;
+            else if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+                     PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
+                r = server_error(rd->c, rd->ps, res, err, "running the statement");
+            if (s == QG_OK)
+                s = r;
+            PQclear(res);
+        }
+        if (PQstatus(pg) != CONNECTION_OK)
+            return qgp_conn_lost(rd->c, err, "reading the result");
+    }
+    PGresult *sync = PQgetResult(pg);
+    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || !PQexitPipelineMode(pg))
+        return qgp_conn_lost(rd->c, err, "ending the pipeline");
     return s;
 }
 
-/* Reads every result of the statement; the first error wins, the rest is drained. */
-static qg_status read_results(struct reader *rd, qg_error *err)
+static bool send_pipeline(qg_conn *c, const qgp_sql *ps, const char **vals, const struct plan *p)
 {
-    qg_status s = QG_OK;
-    PGresult *res;
-    while ((res = PQgetResult(rd->c->pg)) != NULL) {
-        switch (PQresultStatus(res)) {
-        case PGRES_SINGLE_TUPLE:
-            take_row(rd, res);
+    PGconn *pg = c->pg;
+    bool ok = PQenterPipelineMode(pg);
+    for (int i = 0; ok && i < p->nparts; i++) {
+        switch (p->parts[i]) {
+        case PART_BEGIN:
+            ok = PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0);
             break;
-        case PGRES_TUPLES_OK:
-        case PGRES_COMMAND_OK:
-            take_command(rd, res);
+        case PART_PREPARE:
+            ok = PQsendPrepare(pg, p->name, ps->text, ps->nparams, NULL);
             break;
-        case PGRES_EMPTY_QUERY:
+        case PART_STATEMENT:
+            ok = p->name ? PQsendQueryPrepared(pg, p->name, ps->nparams, vals, NULL, NULL, 0)
+                         : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, vals, NULL, NULL, 0);
             break;
-        default:
-            if (s == QG_OK)
-                s = take_error(rd, res, err);
+        case PART_END:
+            ok = PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+            break;
         }
-        PQclear(res);
     }
-    if (s == QG_OK && PQstatus(rd->c->pg) != CONNECTION_OK)
-        s = qgp_conn_lost(rd->c, err, "reading the result");
-    return s;
+    return ok && PQpipelineSync(pg);
+}
+
+static struct plan make_plan(qg_conn *c, struct qgp_stmt *st, bool arrays, bool last)
+{
+    struct plan p = {.nparts = 0};
+    if (c->begin_pending)
+        p.parts[p.nparts++] = PART_BEGIN;
+    if (arrays) {
+        p.name = ""; /* prepared and described by choose_array_forms */
+    } else if (c->m->cfg->prepared_statements && !c->pooler && (st->prepared || st->uses >= 2)) {
+        /* NOTE: prepare on the second use: one-off SQL costs the server no extra work. */
+        p.name = st->name;
+        p.prepare = !st->prepared;
+        if (p.prepare)
+            p.parts[p.nparts++] = PART_PREPARE;
+    }
+    p.parts[p.nparts++] = PART_STATEMENT;
+    if (last && c->tx_read_only)
+        p.parts[p.nparts++] = PART_END;
+    return p;
 }
 
 static qg_status finish(struct reader *rd, qg_error *err)
@@ -167,61 +252,46 @@ static qg_status finish(struct reader *rd, qg_error *err)
     return QG_OK;
 }
 
-static qg_status send_statement(qg_conn *c, const qgp_sql *ps, const struct qgp_value *v,
-                                qg_error *err)
+/* A plan that failed because the server dropped or outdated our prepared statement. */
+static void note_stale_plan(qg_conn *c, struct qgp_stmt *st, const qg_error *err)
 {
-    const char *stack_vals[16];
-    const char **vals = stack_vals;
-    bool arrays = false;
-    if (ps->nparams > 16 && !(vals = malloc(sizeof *vals * (size_t)ps->nparams)))
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory binding parameters");
-    for (int i = 0; i < ps->nparams; i++) {
-        vals[i] = v[i].text;
-        arrays |= v[i].is_array;
-    }
-    qg_status s = arrays ? choose_array_forms(c, ps, vals, v, err) : QG_OK;
-    if (s == QG_OK) {
-        int ok = arrays ? PQsendQueryPrepared(c->pg, "", ps->nparams, vals, NULL, NULL, 0)
-                        : PQsendQueryParams(c->pg, ps->text, ps->nparams, NULL, vals, NULL, NULL, 0);
-        if (!ok)
-            s = qgp_conn_lost(c, err, "sending the statement");
-        else
-            PQsetSingleRowMode(c->pg);
-    }
-    if (vals != stack_vals)
-        free(vals);
-    return s;
+    if (!err || !st->prepared)
+        return;
+    if (!strcmp(err->sqlstate, "26000") ||
+        (!strcmp(err->sqlstate, "0A000") && strstr(err->message, "cached plan")))
+        c->needs_reset = true; /* DEALLOCATE ALL; the transaction may run again */
 }
 
-static qg_status run(qg_conn *c, const qgp_sql *ps, const qg_params *params,
-                     const struct qg_exec_options *opt, qg_result **out, qg_error *err)
+static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
+                         const struct qgp_value *v, bool arrays, const struct qg_exec_options *opt,
+                         qg_result **out, qg_error *err)
 {
-    struct qgp_value stack_v[16];
-    struct qgp_value *v = stack_v;
-    if (ps->nparams > 16 && !(v = calloc((size_t)ps->nparams, sizeof *v)))
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory binding parameters");
-    qg_status s = qgp_bind(ps, params, v, err);
-    if (s == QG_OK) {
-        if (c->m->cfg->echo)
-            qgp_log(c->m, QG_LOG_INFO, "sql: %.900s", ps->text);
-        s = send_statement(c, ps, v, err);
-    }
-    if (v != stack_v)
-        free(v);
+    const qgp_sql *ps = st->parsed;
+    qg_status s = arrays ? choose_array_forms(c, ps, vals, v, err) : QG_OK;
     if (s != QG_OK)
         return s;
-
+    struct plan p = make_plan(c, st, arrays, opt && opt->last);
     struct reader rd = {.c = c, .ps = ps, .rows = &c->rows};
     rd.jopts.numbers_as_strings = opt ? opt->numbers_as_strings : c->m->cfg->numbers_as_strings;
+    if (!(rd.out = calloc(1, sizeof *rd.out)))
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
     qgp_buf_reset(&c->rows);
     qgp_buf_init(&rd.columns);
     qgp_buf_init(&rd.first);
-    rd.out = calloc(1, sizeof *rd.out);
-    if (!rd.out)
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
-    s = read_results(&rd, err);
-    if (s == QG_OK)
+    c->begin_pending = false;
+    if (!send_pipeline(c, ps, vals, &p))
+        s = qgp_conn_lost(c, err, "sending the statement");
+    else
+        s = read_pipeline(&rd, &p, err);
+    if (p.prepared)
+        st->prepared = true;
+    if (s == QG_OK) {
+        if (p.parts[p.nparts - 1] == PART_END)
+            c->tx_ended = true;
         s = finish(&rd, err);
+    } else {
+        note_stale_plan(c, st, err);
+    }
     qgp_json_keys_free(rd.keys, rd.nkeys);
     qgp_buf_free(&rd.columns);
     qgp_buf_free(&rd.first);
@@ -233,6 +303,37 @@ static qg_status run(qg_conn *c, const qgp_sql *ps, const qg_params *params,
     return QG_OK;
 }
 
+static qg_status bind_and_execute(qg_conn *c, struct qgp_stmt *st, const qg_params *params,
+                                  const struct qg_exec_options *opt, qg_result **out, qg_error *err)
+{
+    const qgp_sql *ps = st->parsed;
+    struct qgp_value stack_v[16];
+    const char *stack_vals[16];
+    struct qgp_value *v = stack_v;
+    const char **vals = stack_vals;
+    if (ps->nparams > 16) {
+        v = calloc((size_t)ps->nparams, sizeof *v);
+        vals = calloc((size_t)ps->nparams, sizeof *vals);
+    }
+    qg_status s = (!v || !vals) ? qg_error_set(err, QG_ERR_INTERNAL, "out of memory binding parameters")
+                                : qgp_bind(ps, params, v, err);
+    if (s == QG_OK) {
+        bool arrays = false;
+        for (int i = 0; i < ps->nparams; i++) {
+            vals[i] = v[i].text;
+            arrays |= v[i].is_array;
+        }
+        if (c->m->cfg->echo)
+            qgp_log(c->m, QG_LOG_INFO, "sql: %.900s", ps->text);
+        s = execute(c, st, vals, v, arrays, opt, out, err);
+    }
+    if (v != stack_v)
+        free(v);
+    if (vals != stack_vals)
+        free(vals);
+    return s;
+}
+
 qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
                   const struct qg_exec_options *opt, qg_result **out, qg_error *err)
 {
@@ -241,11 +342,21 @@ qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
         return qg_error_set(err, QG_ERR_INVALID_REQUEST, "qg_exec needs a connection and an SQL text");
     if (c->broken)
         return qgp_conn_lost(c, err, "starting the statement");
-    qgp_sql *ps;
-    qg_status s = qgp_sql_parse(sql, strlen(sql), &ps, err);
+    if (c->tx_ended)
+        return qg_error_set(err, QG_ERR_INTERNAL,
+                            "a statement after the one marked last in its transaction");
+    struct qgp_stmt *st;
+    char evicted[sizeof st->name];
+    qg_status s = qgp_stmt_lookup(&c->stmts, sql, strlen(sql), &st, evicted, err);
     if (s != QG_OK)
         return s;
-    s = run(c, ps, params, opt, out, err);
-    qgp_sql_free(ps);
-    return s;
+    if (evicted[0]) {
+        char sql_dealloc[sizeof evicted + 16];
+        snprintf(sql_dealloc, sizeof sql_dealloc, "DEALLOCATE %s", evicted);
+        if ((s = qgp_conn_command(c, sql_dealloc, err)) != QG_OK)
+            return s;
+    }
+    if (st->session_risk)
+        c->needs_reset = true;
+    return bind_and_execute(c, st, params, opt, out, err);
 }

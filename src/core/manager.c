@@ -12,20 +12,8 @@ const char *qg_version(void)
     return QG_VERSION;
 }
 
-/* SET LOCAL forms of the startup options, sent with BEGIN behind a pooler. */
-static char *pooler_settings(const struct qg_config *cfg)
-{
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_printf(&b,
-                   "SET LOCAL statement_timeout = %d; SET LOCAL idle_in_transaction_session_timeout = %d; "
-                   "SET LOCAL DateStyle = 'ISO'; SET LOCAL IntervalStyle = 'iso_8601'; "
-                   "SET LOCAL TimeZone = 'UTC'",
-                   cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
-    return qgp_buf_steal(&b, NULL);
-}
-
-qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error *err)
+static qg_status create(const struct qg_config *cfg, const char *role, qg_manager **out,
+                        qg_error *err)
 {
     *out = NULL;
     if (!cfg || !cfg->database_url)
@@ -36,15 +24,18 @@ qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error
     if (!m)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
     m->cfg = cfg;
-    qg_status s = qgp_conninfo_new(cfg, true, &m->ci_options, err);
+    qg_status s = qgp_conninfo_new_as(cfg, true, role, &m->ci_options, err);
     if (s == QG_OK)
-        s = qgp_conninfo_new(cfg, false, &m->ci_plain, err);
-    if (s == QG_OK && !(m->session_sql = pooler_settings(cfg)))
+        s = qgp_conninfo_new_as(cfg, false, role, &m->ci_plain, err);
+    if (s == QG_OK && role && !(m->role = strdup(role)))
+        s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
+    if (s == QG_OK && !(m->session_sql = qgp_session_settings_sql(cfg)))
         s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
     if (s != QG_OK) {
         qgp_conninfo_free(m->ci_options);
         qgp_conninfo_free(m->ci_plain);
         free(m->session_sql);
+        free(m->role);
         free(m);
         return s;
     }
@@ -59,8 +50,47 @@ qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error
     pthread_mutex_init(&m->health_lock, NULL);
     pthread_mutex_init(&m->health_pg_lock, NULL);
     pthread_cond_init(&m->health_done, NULL);
+    pthread_mutex_init(&m->roles_lock, NULL);
     *out = m;
     return QG_OK;
+}
+
+qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error *err)
+{
+    return create(cfg, NULL, out, err);
+}
+
+qg_status qg_manager_for_role(qg_manager *m, const char *role, qg_manager **out, qg_error *err)
+{
+    *out = NULL;
+    if (!role || !*role)
+        return qg_error_set(err, QG_ERR_INVALID_REQUEST, "a role name is required");
+    pthread_mutex_lock(&m->roles_lock);
+    qg_status s = QG_OK;
+    for (int i = 0; i < m->nroles && !*out; i++)
+        if (!strcmp(m->roles[i].role, role))
+            *out = m->roles[i].m;
+    if (!*out) {
+        struct qgp_role_pool *grown = realloc(m->roles, sizeof *grown * (size_t)(m->nroles + 1));
+        if (!grown) {
+            s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory adding a role pool");
+        } else {
+            m->roles = grown;
+            qg_manager *child;
+            s = create(m->cfg, role, &child, err);
+            if (s == QG_OK && !(grown[m->nroles].role = strdup(role))) {
+                qg_manager_free(child);
+                s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory adding a role pool");
+            }
+            if (s == QG_OK) {
+                qg_manager_set_log(child, m->log_fn, m->log_arg);
+                grown[m->nroles++].m = child;
+                *out = child;
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->roles_lock);
+    return s;
 }
 
 void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg)
@@ -94,6 +124,10 @@ void qg_manager_shutdown(qg_manager *m, double grace_s)
 {
     if (!m)
         return;
+    pthread_mutex_lock(&m->roles_lock);
+    for (int i = 0; i < m->nroles; i++)
+        qg_manager_shutdown(m->roles[i].m, grace_s);
+    pthread_mutex_unlock(&m->roles_lock);
     pthread_mutex_lock(&m->lock);
     m->shutting_down = true;
     for (struct qgp_waiter *w = m->wait_head; w; w = w->next) {
@@ -116,6 +150,13 @@ void qg_manager_free(qg_manager *m)
     if (!m)
         return;
     qg_manager_shutdown(m, 0);
+    for (int i = 0; i < m->nroles; i++) {
+        qg_manager_free(m->roles[i].m);
+        free(m->roles[i].role);
+    }
+    free(m->roles);
+    free(m->role);
+    pthread_mutex_destroy(&m->roles_lock);
     PQfinish(m->health_pg);
     qgp_conninfo_free(m->ci_options);
     qgp_conninfo_free(m->ci_plain);

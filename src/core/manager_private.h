@@ -4,7 +4,40 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include "core_private.h"
+
+/* One cached statement of a connection. */
+struct qgp_stmt {
+    char *sql;           /* the caller's text, the key */
+    size_t len;
+    uint64_t hash;
+    qgp_sql *parsed;
+    unsigned long last_use;
+    unsigned uses;
+    bool prepared;       /* exists on the server under name */
+    bool session_risk;   /* may leave state behind that ROLLBACK does not undo */
+    char name[24];
+};
+
+#define QGP_STMT_CACHE_SIZE 128
+
+struct qgp_stmt_cache {
+    struct qgp_stmt *e;
+    int n;
+    unsigned long tick;
+    unsigned long next_id;
+};
+
+/*
+ * The entry for sql, parsed on first sight. When the cache is full the least
+ * recently used entry goes; if it was prepared its name is copied to evicted
+ * (24 bytes) so the caller can DEALLOCATE it. *out is borrowed from sc.
+ */
+qg_status qgp_stmt_lookup(struct qgp_stmt_cache *sc, const char *sql, size_t len,
+                          struct qgp_stmt **out, char *evicted, qg_error *err) QG_MUSTCHECK;
+void qgp_stmt_cache_forget_prepared(struct qgp_stmt_cache *sc);
+void qgp_stmt_cache_free(struct qgp_stmt_cache *sc);
 
 /* A pooled connection. Owned by the pool; lent out by qg_checkout(). */
 struct qg_conn {
@@ -19,6 +52,15 @@ struct qg_conn {
     struct qg_conn *next_idle;             /* idle stack (LIFO keeps hot ones hot) */
     struct qg_conn *prev_all, *next_all;   /* every open connection, for shutdown */
     qgp_buf rows;        /* reused per statement: rows JSON */
+    struct qgp_stmt_cache stmts;
+    /* The transaction scope (tx.c) and statements (exec.c) share this state so a
+       read-only request costs one round trip: BEGIN, the statement and ROLLBACK
+       travel in one pipeline. */
+    char begin_sql[96];  /* not sent yet: goes out with the first statement */
+    bool begin_pending;
+    bool tx_read_only;
+    bool tx_ended;       /* the last statement's pipeline already ended the transaction */
+    bool needs_reset;    /* session state may outlive the transaction: reset before reuse */
 };
 
 /* A caller waiting in qg_checkout(); served strictly in arrival order. */
@@ -53,6 +95,12 @@ struct qg_manager {
     qg_log_fn log_fn;
     void *log_arg;
 
+    /* Pools that log in as a database role, made on first use (qg_manager_for_role). */
+    char *role;                 /* NULL for the main pool */
+    pthread_mutex_t roles_lock;
+    struct qgp_role_pool { char *role; qg_manager *m; } *roles;
+    int nroles;
+
     /* health */
     pthread_mutex_t health_lock;
     pthread_cond_t health_done;
@@ -79,6 +127,10 @@ bool qgp_conn_alive(qg_conn *c);
 qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err);
 /* The error for a connection that failed (PQerrorMessage), as db_unavailable. */
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
+
+/* Resets what a caller may have changed in the session (SET, roles, LISTEN,
+   temp tables, prepared statements, advisory locks); false if it failed. */
+bool qgp_conn_reset(qg_conn *c);
 
 /* pool.c */
 void qgp_pool_close_all(qg_manager *m);

@@ -15,37 +15,83 @@ static const char *isolation_sql(enum qg_isolation iso)
     return "";
 }
 
+/*
+ * BEGIN is not sent here: it travels with the first statement (exec.c), so a
+ * one-statement request costs one round trip. Behind a transaction pooler each
+ * transaction may land on another server session, so the session settings are
+ * applied per transaction, at once.
+ */
 static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *err)
 {
-    char sql[512];
-    int n = snprintf(sql, sizeof sql, "BEGIN%s%s", isolation_sql(opt->isolation),
-                     opt->read_only ? " READ ONLY" : " READ WRITE");
-    /* Behind a transaction pooler each transaction may land on another server
-       session, so the session settings travel with every transaction. */
-    if (c->pooler && c->m->session_sql)
-        snprintf(sql + n, sizeof sql - (size_t)n, "; %s", c->m->session_sql);
-    return qgp_conn_command(c, sql, err);
+    snprintf(c->begin_sql, sizeof c->begin_sql, "BEGIN%s%s", isolation_sql(opt->isolation),
+             opt->read_only ? " READ ONLY" : " READ WRITE");
+    c->tx_read_only = opt->read_only;
+    c->tx_ended = false;
+    c->begin_pending = true;
+    if (!c->pooler)
+        return QG_OK;
+    c->begin_pending = false;
+    qg_status s = qgp_conn_command(c, c->begin_sql, err);
+    return s == QG_OK ? qgp_conn_command(c, c->m->session_sql, err) : s;
 }
 
-static qg_status commit(qg_conn *c, const struct qg_tx_options *opt, qg_error *err)
+/*
+ * NOTE: the caller's SQL may change the session (SET, set_config, SET ROLE,
+ * LISTEN, temp tables). A read-only transaction ends in ROLLBACK, which undoes
+ * all of that; a committed one is followed by a reset in the same round trip.
+ */
+static const char commit_sql[] =
+    "COMMIT; RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+
+static qg_status commit(qg_conn *c, qg_error *err)
 {
-    PGresult *res = PQexec(c->pg, "COMMIT");
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (!PQsendQuery(c->pg, commit_sql))
+        return qgp_conn_lost(c, err, "sending COMMIT");
     qg_status s = QG_OK;
-    if (st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(res), "COMMIT")) {
-        s = QG_OK;
-    } else if (st == PGRES_COMMAND_OK) {
-        /* The server answered ROLLBACK: the transaction had failed earlier. */
-        s = qg_error_set(err, QG_ERR_INTERNAL, "the transaction was rolled back by the server");
-    } else if (PQstatus(c->pg) == CONNECTION_OK && res && PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
-        s = qgp_error_from_result(err, res);
-    } else {
+    bool first = true, committed = false;
+    PGresult *res;
+    while ((res = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (first && st == PGRES_COMMAND_OK) {
+            committed = !strcmp(PQcmdStatus(res), "COMMIT");
+            if (!committed)
+                s = qg_error_set(err, QG_ERR_INTERNAL, "the server rolled the transaction back at COMMIT");
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && s == QG_OK) {
+            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+                s = qgp_error_from_result(err, res);
+            else if (!first)
+                c->broken = true; /* committed, but the session could not be reset */
+        }
+        first = false;
+        PQclear(res);
+    }
+    if (!committed && s == QG_OK) {
         s = qgp_conn_lost(c, err, "committing");
         /* NOTE: COMMIT may have reached the server before the connection died. */
-        if (err && !opt->read_only)
+        if (err)
             err->outcome_unknown = true;
     }
-    PQclear(res);
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        c->broken = true;
+    return s;
+}
+
+/* Ends the transaction: COMMIT when ok, else (or when read-only) ROLLBACK. */
+static qg_status end(qg_conn *c, bool ok, qg_error *err)
+{
+    qg_status s = QG_OK;
+    if (c->begin_pending) {
+        c->begin_pending = false; /* nothing was sent: nothing to end */
+    } else if (ok && !c->tx_read_only) {
+        s = commit(c, err);
+    } else if (!c->tx_ended && !c->broken && PQstatus(c->pg) == CONNECTION_OK) {
+        qgp_conn_command(c, "ROLLBACK", NULL);
+    }
+    c->tx_ended = false;
+    if (c->needs_reset && !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+        PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+        qgp_conn_reset(c);
     return s;
 }
 
@@ -60,12 +106,16 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     s = begin(c, opt, err);
     if (s == QG_OK)
         s = fn(c, arg, err);
-    if (s == QG_OK)
-        s = commit(c, opt, err);
-    else if (!c->broken && PQstatus(c->pg) == CONNECTION_OK)
-        qgp_conn_command(c, "ROLLBACK", NULL);
+    qg_status e = end(c, s == QG_OK, err);
     qg_checkin(m, c);
-    return s;
+    return s == QG_OK ? e : s;
+}
+
+/* Our own prepared statement went stale (DDL, a reset): running again is safe. */
+static bool stale_plan(const qg_error *e)
+{
+    return !strcmp(e->sqlstate, "26000") ||
+           (!strcmp(e->sqlstate, "0A000") && strstr(e->message, "cached plan"));
 }
 
 qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_fn fn,
@@ -79,7 +129,7 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     for (int n = 0;; n++) {
         qg_error_clear(&e);
         s = attempt(m, opt, fn, arg, &e);
-        if (s == QG_OK || n >= m->cfg->retries || !qg_error_retryable(&e))
+        if (s == QG_OK || n >= m->cfg->retries || !(qg_error_retryable(&e) || stale_plan(&e)))
             break;
         atomic_fetch_add(&m->retries, 1);
         qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", n + 2,
@@ -104,7 +154,8 @@ static qg_status run_one(qg_conn *c, void *arg, qg_error *err)
     struct one *o = arg;
     qg_result_free(o->res);
     o->res = NULL;
-    return qg_exec(c, o->sql, o->params, NULL, &o->res, err);
+    struct qg_exec_options opt = {c->m->cfg->numbers_as_strings, true};
+    return qg_exec(c, o->sql, o->params, &opt, &o->res, err);
 }
 
 static qg_status helper(qg_manager *m, bool read_only, const char *sql, const qg_params *params,

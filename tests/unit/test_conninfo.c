@@ -216,8 +216,10 @@ static void options_and_timeouts(void)
     qgp_conninfo_free(ci);
 
     char *sql = qgp_session_settings_sql(&c);
-    CHECK_STR(sql, "SET statement_timeout = 1234; SET idle_in_transaction_session_timeout = 0; "
-                   "SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC'");
+    CHECK_STR(sql, "SELECT set_config('statement_timeout', '1234', true), "
+                   "set_config('idle_in_transaction_session_timeout', '0', true), "
+                   "set_config('DateStyle', 'ISO', true), set_config('IntervalStyle', 'iso_8601', true), "
+                   "set_config('TimeZone', 'UTC', true)");
     free(sql);
     CHECK(qgp_session_settings_sql(NULL) == NULL);
     qg_config_free(&c);

@@ -1,0 +1,232 @@
+/* Private interface of the HTTP layer: qg_server_* for main, qgh_* between its files. */
+#ifndef QG_HTTP_H
+#define QG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "querygate/querygate.h"
+
+/* ---- server.c: what main uses --------------------------------------------- */
+
+typedef struct qg_server qg_server;
+
+/*
+ * Binds cfg->host:cfg->port (port 0: a free one, see qg_server_port) and starts
+ * answering. cfg and m must outlive the server. *out is new; qg_server_stop frees it.
+ */
+qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server **out,
+                          qg_error *err) QG_MUSTCHECK;
+
+/* The port actually bound. */
+int qg_server_port(const qg_server *s);
+
+/*
+ * Stops accepting connections; requests still arriving on open connections get
+ * 503 shutting_down. Waits up to drain_s for requests in flight, then cancels
+ * what still runs (qg_manager_shutdown with no grace), answers what is queued
+ * with 503, stops the daemon and frees s. NULL is allowed.
+ */
+void qg_server_stop(qg_server *s, double drain_s);
+
+/* ---- buf.c: growable byte buffer ------------------------------------------ */
+
+/* Remembers an allocation failure (oom) instead of reporting each append. */
+typedef struct qgh_buf {
+    char *data; /* NUL-terminated while !oom */
+    size_t len;
+    size_t cap;
+    bool oom;
+} qgh_buf;
+
+void qgh_buf_init(qgh_buf *b);
+void qgh_buf_free(qgh_buf *b);
+bool qgh_buf_reserve(qgh_buf *b, size_t extra);
+void qgh_buf_append(qgh_buf *b, const char *s, size_t n);
+void qgh_buf_puts(qgh_buf *b, const char *s);
+void qgh_buf_printf(qgh_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
+/* Appends s as a JSON string with its quotes; control characters escaped. */
+void qgh_buf_json_string(qgh_buf *b, const char *s, size_t n);
+/* The data, malloc'd, for the caller to free (NULL after oom); b is left empty. */
+char *qgh_buf_steal(qgh_buf *b, size_t *len);
+
+/* ---- log.c: stderr lines, text or JSON ------------------------------------ */
+
+void qgh_log_setup(enum qg_log_format format, enum qg_log_level level);
+void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
+/* One line per request; never a body or parameter. */
+void qgh_log_access(const char *method, const char *path, int status, double ms,
+                    const char *request_id);
+/* A qg_log_fn for qg_manager_set_log (arg unused). */
+void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
+
+/* ---- reply.c: status, headers and JSON bodies ----------------------------- */
+
+struct qgh_reply {
+    int status;               /* HTTP status; 0 while undecided */
+    char *body;               /* malloc'd, owned */
+    size_t len;
+    const char *content_type; /* static */
+    const char *code;         /* error code (static) or NULL on success */
+    int retry_after;          /* seconds; 0: no Retry-After */
+    const char *allow;        /* static Allow header or NULL */
+    bool close;               /* Connection: close */
+    char sqlstate[6];         /* for the db error metrics; "" if none */
+    char message[256];        /* internal_error's cause, logged with the request id */
+};
+
+/* Frees the body and makes r undecided again. */
+void qgh_reply_reset(struct qgh_reply *r);
+/* A JSON body taken from b (b is left empty); oom becomes 500. */
+void qgh_reply_json(struct qgh_reply *r, int status, qgh_buf *b);
+/* A body of another type, taken from b. */
+void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qgh_buf *b);
+/* The error body for err, status by its code (the contract's table). */
+void qgh_reply_error(struct qgh_reply *r, const qg_error *err);
+/* An error by code name, including the HTTP-only ones (not_found, ...). */
+void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
+    QG_PRINTF(3, 4);
+/* The HTTP status of an error code; 500 for unknown codes. */
+int qgh_code_status(const char *code);
+
+/* ---- reqid.c -------------------------------------------------------------- */
+
+#define QGH_REQUEST_ID_MAX 200
+/* Copies the caller's id into out if it is sane (1..200 printable ASCII), else a new one. */
+void qgh_request_id(const char *given, char out[QGH_REQUEST_ID_MAX + 1]);
+
+/* ---- request.c: bodies decoded ------------------------------------------- */
+
+struct qgh_statement {
+    const char *sql;    /* borrowed from the parsed body */
+    qg_params **sets;   /* nsets parameter sets (a batch when batch is true) */
+    size_t nsets;
+    bool batch;
+    bool numbers_as_strings;
+    json_t *root;       /* keeps sql alive */
+};
+
+struct qgh_tx_body {
+    size_t n;
+    struct qgh_tx_stmt {
+        const char *sql;
+        qg_params *params;
+    } *stmts;
+    struct qg_tx_options opt;
+    bool numbers_as_strings;
+    json_t *root;
+};
+
+/* {sql, params, numbers_as_strings}; params may be an array (batch) when allow_batch. */
+qg_status qgh_parse_statement(const char *body, size_t len, bool allow_batch,
+                              bool default_nas, struct qgh_statement *out,
+                              qg_error *err) QG_MUSTCHECK;
+void qgh_statement_free(struct qgh_statement *st);
+
+/* {statements: [...], isolation, read_only, numbers_as_strings}. */
+qg_status qgh_parse_transaction(const char *body, size_t len, bool default_nas,
+                                struct qgh_tx_body *out, qg_error *err) QG_MUSTCHECK;
+void qgh_tx_body_free(struct qgh_tx_body *tx);
+
+/* ---- metrics.c ------------------------------------------------------------ */
+
+typedef struct qgh_metrics qgh_metrics;
+/* names: one endpoint label per index (borrowed, static); one more slot "other". */
+qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
+void qgh_metrics_free(qgh_metrics *mt);
+void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
+                       const char *sqlstate);
+/* The Prometheus text exposition (format 0.0.4) into out. */
+void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
+
+/* ---- router.c ------------------------------------------------------------- */
+
+/* What a handler may use. */
+struct qgh_ctx {
+    const struct qg_config *cfg;
+    qg_manager *m;
+    qgh_metrics *metrics;
+};
+
+/* One request as a handler sees it. */
+struct qgh_call {
+    const char *body;   /* NUL-terminated; len bytes (may contain NULs) */
+    size_t len;
+    const char *request_id;
+    struct qgh_reply *reply;
+};
+
+typedef void (*qgh_handler)(const struct qgh_ctx *ctx, struct qgh_call *call);
+
+enum qgh_route_flags {
+    QGH_JSON_BODY = 1, /* POST with a JSON body (415 otherwise) */
+    QGH_WORKER = 2     /* runs on a worker thread: it may block on the database */
+};
+
+struct qgh_route {
+    const char *method; /* "GET" also answers HEAD */
+    const char *path;
+    qgh_handler handler;
+    unsigned flags;
+};
+
+/* How many routes; metrics endpoints are 0..n-1 by route, n is "other". */
+size_t qgh_route_count(void);
+const struct qgh_route *qgh_route_at(size_t i);
+
+/* What the request line and headers decide before any body arrives. */
+struct qgh_head {
+    const char *method;
+    const char *path;
+    const char *content_type;   /* NULL if absent */
+    long long content_length;   /* -1 if absent */
+    bool draining;
+    long max_body;
+};
+
+/*
+ * Runs the checks that need no body, in order. Returns the route (and its
+ * metrics endpoint in *endpoint), or NULL after filling rep with the error.
+ */
+const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
+                                          struct qgh_reply *rep);
+
+/* ---- handlers (routes_*.c, metrics.c) ------------------------------------- */
+
+void qgh_route_query(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_update(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_insert(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_health(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_ready(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_live(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call);
+
+/* Appends the /pool object. */
+void qgh_pool_json(qg_manager *m, qgh_buf *out);
+
+/* ---- workers.c: a FIFO of jobs for a fixed set of threads ------------------ */
+
+struct qgh_job {
+    struct qgh_job *next;
+    double deadline;                                  /* monotonic seconds */
+    void (*run)(struct qgh_job *job);                 /* on a worker */
+    void (*expire)(struct qgh_job *job, qg_status why); /* never ran: timeout or shutdown */
+};
+
+typedef struct qgh_workers qgh_workers;
+
+/* nthreads workers; a job waiting longer than timeout_s is expired with QG_ERR_POOL_TIMEOUT. */
+qg_status qgh_workers_new(int nthreads, double timeout_s, qgh_workers **out,
+                          qg_error *err) QG_MUSTCHECK;
+/* Queues job; false once stopping (the job was not taken). */
+bool qgh_workers_submit(qgh_workers *w, struct qgh_job *job);
+/* Waits up to timeout_s for the queue to empty and every worker to be idle. */
+bool qgh_workers_wait_idle(qgh_workers *w, double timeout_s);
+/* Expires what is queued with QG_ERR_SHUTTING_DOWN, joins the threads, frees w. */
+void qgh_workers_free(qgh_workers *w);
+
+/* Monotonic clock in seconds. */
+double qgh_now(void);
+
+#endif

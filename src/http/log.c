@@ -1,0 +1,129 @@
+/* Log lines on stderr, text or JSON (LOG_FORMAT), filtered by LOG_LEVEL. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+static enum qg_log_format log_format = QG_LOG_TEXT;
+static enum qg_log_level log_level = QG_LOG_INFO;
+
+void qgh_log_setup(enum qg_log_format format, enum qg_log_level level)
+{
+    log_format = format;
+    log_level = level;
+}
+
+static const char *level_name(enum qg_log_level level)
+{
+    switch (level) {
+    case QG_LOG_DEBUG: return "debug";
+    case QG_LOG_INFO: return "info";
+    case QG_LOG_WARN: return "warn";
+    case QG_LOG_ERROR: return "error";
+    }
+    return "info";
+}
+
+static void put_time(qgh_buf *b)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char t[32];
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
+    qgh_buf_printf(b, "%s.%03ldZ", t, ts.tv_nsec / 1000000);
+}
+
+/* Paths come from the network: in text lines, anything unprintable becomes '?'. */
+static void put_text(qgh_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char ch = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+        qgh_buf_append(b, &ch, 1);
+    }
+}
+
+/* One write per line so that lines from different threads never interleave. */
+static void emit(qgh_buf *b)
+{
+    qgh_buf_append(b, "\n", 1);
+    if (!b->oom)
+        fwrite(b->data, 1, b->len, stderr);
+    qgh_buf_free(b);
+}
+
+static void start_line(qgh_buf *b, enum qg_log_level level)
+{
+    qgh_buf_init(b);
+    if (log_format == QG_LOG_JSON) {
+        qgh_buf_puts(b, "{\"time\":\"");
+        put_time(b);
+        qgh_buf_printf(b, "\",\"level\":\"%s\"", level_name(level));
+    } else {
+        put_time(b);
+        qgh_buf_printf(b, " %-5s ", level_name(level));
+    }
+}
+
+static void log_message(enum qg_log_level level, const char *msg)
+{
+    if (level < log_level)
+        return;
+    qgh_buf b;
+    start_line(&b, level);
+    if (log_format == QG_LOG_JSON) {
+        qgh_buf_puts(&b, ",\"msg\":");
+        qgh_buf_json_string(&b, msg, strlen(msg));
+        qgh_buf_puts(&b, "}");
+    } else {
+        put_text(&b, msg);
+    }
+    emit(&b);
+}
+
+void qgh_log(enum qg_log_level level, const char *fmt, ...)
+{
+    if (level < log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_message(level, msg);
+}
+
+void qgh_log_access(const char *method, const char *path, int status, double ms,
+                    const char *request_id)
+{
+    if (QG_LOG_INFO < log_level)
+        return;
+    qgh_buf b;
+    start_line(&b, QG_LOG_INFO);
+    if (log_format == QG_LOG_JSON) {
+        qgh_buf_puts(&b, ",\"method\":");
+        qgh_buf_json_string(&b, method, strlen(method));
+        qgh_buf_puts(&b, ",\"path\":");
+        qgh_buf_json_string(&b, path, strlen(path));
+        qgh_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"request_id\":", status, ms);
+        qgh_buf_json_string(&b, request_id, strlen(request_id));
+        qgh_buf_puts(&b, "}");
+    } else {
+        put_text(&b, method);
+        qgh_buf_puts(&b, " ");
+        put_text(&b, path);
+        qgh_buf_printf(&b, " %d %.3fms id=", status, ms);
+        put_text(&b, request_id);
+    }
+    emit(&b);
+}
+
+void qgh_log_core(void *arg, enum qg_log_level level, const char *msg)
+{
+    (void)arg;
+    log_message(level, msg);
+}

@@ -1,0 +1,199 @@
+/* Request counters and latency histograms (lock-free), and GET /metrics in Prometheus text format 0.0.4. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#ifndef QG_VERSION
+#define QG_VERSION "unknown"
+#endif
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,   5,    10};
+#define NBUCKETS (sizeof buckets / sizeof buckets[0])
+#define NSTATUS 500 /* statuses 100..599 */
+#define NCLASS 36   /* SQLSTATE characters: 0-9 A-Z */
+
+struct qgh_metrics {
+    size_t n; /* endpoints, the last one "other" */
+    const char **names;
+    atomic_ullong *requests; /* [endpoint][status - 100] */
+    atomic_ullong *hist;     /* [endpoint][bucket], the last bucket +Inf; not cumulative */
+    atomic_ullong *sum_ns;   /* [endpoint] */
+    atomic_ullong db_errors[NCLASS * NCLASS];
+};
+
+qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
+{
+    qgh_metrics *mt = calloc(1, sizeof *mt);
+    if (!mt)
+        return NULL;
+    mt->n = n + 1;
+    mt->names = calloc(mt->n, sizeof *mt->names);
+    mt->requests = calloc(mt->n * NSTATUS, sizeof *mt->requests);
+    mt->hist = calloc(mt->n * (NBUCKETS + 1), sizeof *mt->hist);
+    mt->sum_ns = calloc(mt->n, sizeof *mt->sum_ns);
+    if (!mt->names || !mt->requests || !mt->hist || !mt->sum_ns) {
+        qgh_metrics_free(mt);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        mt->names[i] = names[i];
+    mt->names[n] = "other";
+    return mt;
+}
+
+void qgh_metrics_free(qgh_metrics *mt)
+{
+    if (!mt)
+        return;
+    free(mt->names);
+    free(mt->requests);
+    free(mt->hist);
+    free(mt->sum_ns);
+    free(mt);
+}
+
+static int class_index(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'Z')
+        return 10 + c - 'A';
+    return -1;
+}
+
+void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
+                       const char *sqlstate)
+{
+    if (endpoint >= mt->n)
+        endpoint = mt->n - 1;
+    if (status >= 100 && status < 100 + NSTATUS)
+        atomic_fetch_add_explicit(&mt->requests[endpoint * NSTATUS + (size_t)(status - 100)], 1,
+                                  memory_order_relaxed);
+    size_t b = 0;
+    while (b < NBUCKETS && seconds > buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&mt->hist[endpoint * (NBUCKETS + 1) + b], 1, memory_order_relaxed);
+    if (seconds > 0)
+        atomic_fetch_add_explicit(&mt->sum_ns[endpoint], (unsigned long long)(seconds * 1e9),
+                                  memory_order_relaxed);
+    if (sqlstate && sqlstate[0] && sqlstate[1]) {
+        int a = class_index(sqlstate[0]), c = class_index(sqlstate[1]);
+        if (a >= 0 && c >= 0)
+            atomic_fetch_add_explicit(&mt->db_errors[a * NCLASS + c], 1, memory_order_relaxed);
+    }
+}
+
+static unsigned long long load(atomic_ullong *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void render_requests(qgh_metrics *mt, qgh_buf *out)
+{
+    qgh_buf_puts(out, "# HELP querygate_http_requests_total HTTP requests answered, by endpoint "
+                      "and status.\n# TYPE querygate_http_requests_total counter\n");
+    for (size_t e = 0; e < mt->n; e++)
+        for (int s = 0; s < NSTATUS; s++) {
+            unsigned long long v = load(&mt->requests[e * NSTATUS + (size_t)s]);
+            if (v)
+                qgh_buf_printf(out,
+                               "querygate_http_requests_total{endpoint=\"%s\",status=\"%d\"} "
+                               "%llu\n",
+                               mt->names[e], s + 100, v);
+        }
+}
+
+static void render_histograms(qgh_metrics *mt, qgh_buf *out)
+{
+    qgh_buf_puts(out, "# HELP querygate_http_request_duration_seconds Time from the request "
+                      "head to the queued answer.\n"
+                      "# TYPE querygate_http_request_duration_seconds histogram\n");
+    for (size_t e = 0; e < mt->n; e++) {
+        const char *name = mt->names[e];
+        unsigned long long cum = 0;
+        for (size_t b = 0; b <= NBUCKETS; b++) {
+            cum += load(&mt->hist[e * (NBUCKETS + 1) + b]);
+            if (b < NBUCKETS)
+                qgh_buf_printf(out,
+                               "querygate_http_request_duration_seconds_bucket{endpoint=\"%s\","
+                               "le=\"%g\"} %llu\n",
+                               name, buckets[b], cum);
+            else
+                qgh_buf_printf(out,
+                               "querygate_http_request_duration_seconds_bucket{endpoint=\"%s\","
+                               "le=\"+Inf\"} %llu\n",
+                               name, cum);
+        }
+        qgh_buf_printf(out, "querygate_http_request_duration_seconds_sum{endpoint=\"%s\"} %.9f\n",
+                       name, (double)load(&mt->sum_ns[e]) / 1e9);
+        qgh_buf_printf(out, "querygate_http_request_duration_seconds_count{endpoint=\"%s\"} %llu\n",
+                       name, cum);
+    }
+}
+
+static void metric(qgh_buf *out, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    qgh_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+static void gauge(qgh_buf *out, const char *name, const char *help, long long v)
+{
+    qgh_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+}
+
+static void render_pool(qg_manager *m, qgh_buf *out)
+{
+    struct qg_pool_stats ps;
+    memset(&ps, 0, sizeof ps);
+    qg_pool_stats(m, &ps);
+    gauge(out, "querygate_pool_size", "Configured pool size (DB_POOL_SIZE).", ps.size);
+    gauge(out, "querygate_pool_checked_out", "Connections in use.", ps.checked_out);
+    gauge(out, "querygate_pool_idle", "Open connections waiting in the pool.", ps.idle);
+    gauge(out, "querygate_pool_overflow", "Open connections beyond the pool size.", ps.overflow);
+    gauge(out, "querygate_pool_waiting", "Callers waiting for a connection.", ps.waiting);
+    metric(out, "querygate_pool_connects_total", "counter", "Connections opened.", ps.connects);
+    metric(out, "querygate_pool_recycles_total", "counter",
+           "Connections replaced for age or a failed pre-ping.", ps.recycles);
+    metric(out, "querygate_pool_timeouts_total", "counter", "Checkouts that gave up.",
+           ps.timeouts);
+    metric(out, "querygate_pool_errors_total", "counter", "Failed connection attempts.",
+           ps.errors);
+    metric(out, "querygate_db_retries_total", "counter", "Transactions run again.", ps.retries);
+}
+
+static void render_db_errors(qgh_metrics *mt, qgh_buf *out)
+{
+    static const char chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    qgh_buf_puts(out, "# HELP querygate_db_errors_total Database errors answered, by SQLSTATE "
+                      "class.\n# TYPE querygate_db_errors_total counter\n");
+    for (int i = 0; i < NCLASS * NCLASS; i++) {
+        unsigned long long v = load(&mt->db_errors[i]);
+        if (v)
+            qgh_buf_printf(out, "querygate_db_errors_total{class=\"%c%c\"} %llu\n",
+                           chars[i / NCLASS], chars[i % NCLASS], v);
+    }
+}
+
+void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
+{
+    render_requests(mt, out);
+    render_histograms(mt, out);
+    render_pool(m, out);
+    render_db_errors(mt, out);
+    qgh_buf_printf(out, "# HELP querygate_build_info The running version.\n"
+                        "# TYPE querygate_build_info gauge\n"
+                        "querygate_build_info{version=\"%s\"} 1\n",
+                   QG_VERSION);
+}
+
+void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_metrics_render(ctx->metrics, ctx->m, &b);
+    qgh_reply_body(call->reply, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+}

@@ -1,0 +1,162 @@
+/* Replies: the contract's error codes mapped to HTTP statuses, and JSON error bodies. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/*
+ * The contract's error table. NOTE: Retry-After is 1 s where the cause is
+ * momentary (a busy pool, a draining instance: another instance or a moment
+ * later will do) and 2 s for db_unavailable, since the core already spent its
+ * retries with backoff before giving up.
+ */
+static const struct {
+    const char *code;
+    int status;
+    int retry_after;
+} codes[] = {
+    {"invalid_json", 400, 0},
+    {"invalid_request", 400, 0},
+    {"missing_parameter", 400, 0},
+    {"unknown_parameter", 400, 0},
+    {"multiple_statements", 400, 0},
+    {"sql_error", 400, 0},
+    {"unauthorized", 401, 0},
+    {"forbidden", 403, 0},
+    {"read_only", 403, 0},
+    {"not_found", 404, 0},
+    {"method_not_allowed", 405, 0},
+    {"conflict", 409, 0},
+    {"payload_too_large", 413, 0},
+    {"unsupported_media_type", 415, 0},
+    {"result_too_large", 422, 0},
+    {"pool_timeout", 503, 1},
+    {"db_unavailable", 503, 2},
+    {"shutting_down", 503, 1},
+    {"statement_timeout", 504, 0},
+    {"internal_error", 500, 0},
+};
+
+static int code_index(const char *code)
+{
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (!strcmp(codes[i].code, code))
+            return (int)i;
+    return -1;
+}
+
+int qgh_code_status(const char *code)
+{
+    int i = code_index(code);
+    return i < 0 ? 500 : codes[i].status;
+}
+
+void qgh_reply_reset(struct qgh_reply *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qgh_buf *b)
+{
+    free(r->body);
+    r->body = qgh_buf_steal(b, &r->len);
+    if (!r->body) {
+        qgh_reply_fail(r, "internal_error", "out of memory building the response");
+        return;
+    }
+    r->status = status;
+    r->content_type = content_type;
+}
+
+void qgh_reply_json(struct qgh_reply *r, int status, qgh_buf *b)
+{
+    qgh_reply_body(r, status, "application/json", b);
+}
+
+/* Sets status, code and headers of an error; body built by the caller. */
+static void set_error(struct qgh_reply *r, const char *code)
+{
+    int i = code_index(code);
+    if (i < 0)
+        i = code_index("internal_error");
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+    r->code = codes[i].code;
+    r->status = codes[i].status;
+    r->retry_after = codes[i].retry_after;
+    r->content_type = "application/json";
+}
+
+/* The last resort when even an error body cannot be allocated. */
+static void static_oom(struct qgh_reply *r)
+{
+    static const char body[] =
+        "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+    set_error(r, "internal_error");
+    r->body = malloc(sizeof body);
+    if (r->body) {
+        memcpy(r->body, body, sizeof body);
+        r->len = sizeof body - 1;
+    }
+    snprintf(r->message, sizeof r->message, "out of memory");
+}
+
+static void finish(struct qgh_reply *r, qgh_buf *b)
+{
+    qgh_buf_puts(b, "}}");
+    r->body = qgh_buf_steal(b, &r->len);
+    if (!r->body)
+        static_oom(r);
+}
+
+static void put_field(qgh_buf *b, const char *key, const char *val)
+{
+    if (!val[0])
+        return;
+    qgh_buf_printf(b, ",\"%s\":", key);
+    qgh_buf_json_string(b, val, strlen(val));
+}
+
+void qgh_reply_error(struct qgh_reply *r, const qg_error *err)
+{
+    const char *code = qg_status_code(err->status);
+    if (err->status == QG_OK || err->status == QG_ERR_CONFIG)
+        code = "internal_error";
+    set_error(r, code);
+    snprintf(r->sqlstate, sizeof r->sqlstate, "%s", err->sqlstate);
+    snprintf(r->message, sizeof r->message, "%.255s", err->message);
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
+    const char *msg = err->message[0] ? err->message : "no message";
+    qgh_buf_json_string(&b, msg, strlen(msg));
+    put_field(&b, "sqlstate", err->sqlstate);
+    put_field(&b, "detail", err->detail);
+    put_field(&b, "hint", err->hint);
+    if (err->position > 0)
+        qgh_buf_printf(&b, ",\"position\":%d", err->position);
+    if (err->statement_index >= 0)
+        qgh_buf_printf(&b, ",\"statement_index\":%d", err->statement_index);
+    if (err->outcome_unknown)
+        qgh_buf_puts(&b, ",\"outcome\":\"unknown\"");
+    finish(r, &b);
+}
+
+void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
+{
+    set_error(r, code);
+    r->sqlstate[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
+    qgh_buf_json_string(&b, r->message, strlen(r->message));
+    finish(r, &b);
+}

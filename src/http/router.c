@@ -1,0 +1,152 @@
+/* The route table and the checks that run, in order, before a request body arrives. */
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/*
+ * Every endpoint of the contract. GET routes answer HEAD too. QGH_WORKER
+ * routes may wait on the database, so they never run on the event thread.
+ */
+static const struct qgh_route routes[] = {
+    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_WORKER},
+    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_WORKER},
+    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_WORKER},
+    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_WORKER},
+    {"GET", "/health", qgh_route_health, QGH_WORKER},
+    {"GET", "/health/live", qgh_route_live, 0},
+    {"GET", "/health/ready", qgh_route_ready, QGH_WORKER},
+    {"GET", "/pool", qgh_route_pool, 0},
+    {"GET", "/metrics", qgh_route_metrics, 0},
+};
+
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+size_t qgh_route_count(void)
+{
+    return NROUTES;
+}
+
+const struct qgh_route *qgh_route_at(size_t i)
+{
+    return i < NROUTES ? &routes[i] : NULL;
+}
+
+static bool method_matches(const struct qgh_route *r, const char *method)
+{
+    if (!strcmp(r->method, method))
+        return true;
+    return !strcmp(r->method, "GET") && !strcmp(method, "HEAD");
+}
+
+/* The Allow header of a path: its methods, HEAD wherever GET is. */
+static const char *allow_header(const struct qgh_route *r)
+{
+    return !strcmp(r->method, "GET") ? "GET, HEAD" : r->method;
+}
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* application/json, optionally with charset=utf-8 (any case, optionally quoted). */
+static bool is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    const char *p = skip_ws(ct);
+    if (strncasecmp(p, "application/json", 16))
+        return false;
+    p = skip_ws(p + 16);
+    if (!*p)
+        return true;
+    if (*p != ';')
+        return false;
+    p = skip_ws(p + 1);
+    if (strncasecmp(p, "charset", 7))
+        return false;
+    p = skip_ws(p + 7);
+    if (*p != '=')
+        return false;
+    p = skip_ws(p + 1);
+    bool quoted = *p == '"';
+    p += quoted;
+    if (strncasecmp(p, "utf-8", 5))
+        return false;
+    p += 5;
+    if (quoted && *p++ != '"')
+        return false;
+    return !*skip_ws(p);
+}
+
+/* The route for path and method; else NULL with *path_match the path's first route, if any. */
+static const struct qgh_route *lookup(const char *path, const char *method,
+                                      const struct qgh_route **path_match, size_t *endpoint)
+{
+    *path_match = NULL;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (strcmp(routes[i].path, path))
+            continue;
+        if (!*path_match) {
+            *path_match = &routes[i];
+            *endpoint = i;
+        }
+        if (method_matches(&routes[i], method)) {
+            *endpoint = i;
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
+const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
+                                          struct qgh_reply *rep)
+{
+    *endpoint = NROUTES; /* "other" unless the path is known */
+    const struct qgh_route *path_match;
+    const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
+
+    /* Draining: a load balancer should send this elsewhere. */
+    if (h->draining) {
+        qgh_reply_fail(rep, "shutting_down", "the service is shutting down; retry elsewhere");
+        rep->close = true;
+        return NULL;
+    }
+
+    /* Unknown path. */
+    if (!path_match) {
+        qgh_reply_fail(rep, "not_found",
+                       "no endpoint %.100s; the endpoints are /query, /update, /insert, "
+                       "/transaction, /health, /health/live, /health/ready, /pool, /metrics",
+                       h->path);
+        return NULL;
+    }
+
+    /* Known path, wrong method. */
+    if (!route) {
+        qgh_reply_fail(rep, "method_not_allowed", "%.100s accepts %s, not %.20s", h->path,
+                       allow_header(path_match), h->method);
+        rep->allow = allow_header(path_match);
+        return NULL;
+    }
+
+    /* A declared body past the limit: answered before it is read. */
+    if (h->content_length > h->max_body) {
+        qgh_reply_fail(rep, "payload_too_large",
+                       "the body has %lld bytes; the limit is %ld (HTTP_MAX_BODY)",
+                       h->content_length, h->max_body);
+        rep->close = true;
+        return NULL;
+    }
+
+    /* Bodies are JSON. */
+    if ((route->flags & QGH_JSON_BODY) && !is_json_type(h->content_type)) {
+        qgh_reply_fail(rep, "unsupported_media_type",
+                       "send the body as Content-Type: application/json");
+        return NULL;
+    }
+    return route;
+}

@@ -1,0 +1,81 @@
+/* GET /health, /health/ready (database round trip), /health/live (none) and /pool. */
+#include <math.h>
+#include <string.h>
+
+#include "http.h"
+
+/* JSON has no NaN or Infinity. */
+static double json_finite(double v)
+{
+    return isfinite(v) ? v : -1;
+}
+
+void qgh_pool_json(qg_manager *m, qgh_buf *out)
+{
+    struct qg_pool_stats ps;
+    memset(&ps, 0, sizeof ps);
+    qg_pool_stats(m, &ps);
+    qgh_buf_printf(out,
+                   "{\"size\":%d,\"max_overflow\":%d,\"checked_out\":%d,\"idle\":%d,"
+                   "\"overflow\":%d,\"waiting\":%d,\"timeout_s\":%g,\"recycle_s\":%g,",
+                   ps.size, ps.max_overflow, ps.checked_out, ps.idle, ps.overflow, ps.waiting,
+                   json_finite(ps.timeout_s), json_finite(ps.recycle_s));
+    qgh_buf_printf(out,
+                   "\"connects\":%llu,\"recycles\":%llu,\"timeouts\":%llu,\"errors\":%llu,"
+                   "\"retries\":%llu}",
+                   ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries);
+}
+
+static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
+                          const struct qg_health *h)
+{
+    qgh_buf b;
+    qgh_buf_init(&b);
+    if (!h->healthy) {
+        qgh_buf_puts(&b, "{\"status\":\"unhealthy\",\"error\":");
+        const char *e = h->error[0] ? h->error : "the database check failed";
+        qgh_buf_json_string(&b, e, strnlen(e, sizeof h->error));
+        qgh_buf_puts(&b, "}");
+        qgh_reply_json(call->reply, 503, &b);
+        return;
+    }
+    qgh_buf_printf(&b, "{\"status\":\"healthy\",\"connection_count\":%d,\"latency_ms\":%.3f,"
+                       "\"pool\":",
+                   h->connection_count, json_finite(h->latency_ms));
+    qgh_pool_json(ctx->m, &b);
+    qgh_buf_puts(&b, "}");
+    qgh_reply_json(call->reply, 200, &b);
+}
+
+void qgh_route_health(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    struct qg_health h;
+    memset(&h, 0, sizeof h);
+    qg_health_check(ctx->m, &h);
+    answer_health(ctx, call, &h);
+}
+
+void qgh_route_ready(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    struct qg_health h;
+    memset(&h, 0, sizeof h);
+    qg_health_cached(ctx->m, ctx->cfg->health_cache_ms, &h);
+    answer_health(ctx, call, &h);
+}
+
+void qgh_route_live(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    (void)ctx;
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_puts(&b, "{\"status\":\"alive\"}");
+    qgh_reply_json(call->reply, 200, &b);
+}
+
+void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_pool_json(ctx->m, &b);
+    qgh_reply_json(call->reply, 200, &b);
+}

@@ -1,0 +1,159 @@
+/* POST /query, /update, /insert: one statement (or a batch) in one transaction. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/* What one transaction attempt produced; reset at the start of each attempt. */
+struct run {
+    const struct qgh_statement *st;
+    struct qg_exec_options opt;
+    long max_bytes;        /* MAX_RESULT_BYTES, for RETURNING rows summed over a batch */
+    bool collect;          /* /insert: keep RETURNING rows and the id */
+    qg_result *res;        /* /query's result */
+    long long affected;
+    qgh_buf rows;          /* row objects joined by commas, no brackets */
+    char *id;              /* JSON of the first RETURNING row's first value */
+};
+
+static void run_reset(struct run *r)
+{
+    qg_result_free(r->res);
+    r->res = NULL;
+    r->affected = 0;
+    qgh_buf_free(&r->rows);
+    free(r->id);
+    r->id = NULL;
+}
+
+static qg_status run_query(qg_conn *c, void *arg, qg_error *err)
+{
+    struct run *r = arg;
+    run_reset(r);
+    return qg_exec(c, r->st->sql, r->st->sets[0], &r->opt, &r->res, err);
+}
+
+/* Adds a result's rows ("[{...},{...}]") to the concatenation. */
+static qg_status collect_rows(struct run *r, const qg_result *res, qg_error *err)
+{
+    if (qg_result_row_count(res) <= 0)
+        return QG_OK;
+    if (!r->id) {
+        size_t n;
+        const char *v = qg_result_first_value_json(res, &n);
+        r->id = strndup(v ? v : "null", v ? n : 4);
+    }
+    size_t len;
+    const char *rows = qg_result_rows_json(res, &len);
+    if (!rows || len < 2)
+        return QG_OK;
+    if (r->rows.len)
+        qgh_buf_append(&r->rows, ",", 1);
+    qgh_buf_append(&r->rows, rows + 1, len - 2);
+    if (r->rows.oom || !r->id)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory collecting RETURNING rows");
+    if (r->max_bytes > 0 && r->rows.len > (size_t)r->max_bytes)
+        return qg_error_set(err, QG_ERR_RESULT_TOO_LARGE,
+                            "the RETURNING rows of the batch exceed %ld bytes "
+                            "(MAX_RESULT_BYTES); send smaller batches or return fewer columns",
+                            r->max_bytes);
+    return QG_OK;
+}
+
+static qg_status run_writes(qg_conn *c, void *arg, qg_error *err)
+{
+    struct run *r = arg;
+    run_reset(r);
+    for (size_t i = 0; i < r->st->nsets; i++) {
+        qg_result *res = NULL;
+        qg_status s = qg_exec(c, r->st->sql, r->st->sets[i], &r->opt, &res, err);
+        if (s == QG_OK) {
+            r->affected += qg_result_affected_rows(res);
+            if (r->collect)
+                s = collect_rows(r, res, err);
+        }
+        qg_result_free(res);
+        if (s != QG_OK) {
+            if (r->st->batch && err)
+                err->statement_index = (int)i;
+            return s;
+        }
+    }
+    return QG_OK;
+}
+
+static void answer_query(struct run *r, struct qgh_reply *rep)
+{
+    size_t rows_len, cols_len;
+    const char *rows = qg_result_rows_json(r->res, &rows_len);
+    const char *cols = qg_result_columns_json(r->res, &cols_len);
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_reserve(&b, rows_len + cols_len + 64);
+    qgh_buf_puts(&b, "{\"rows\":");
+    qgh_buf_append(&b, rows ? rows : "[]", rows ? rows_len : 2);
+    qgh_buf_printf(&b, ",\"row_count\":%lld,\"columns\":", qg_result_row_count(r->res));
+    qgh_buf_append(&b, cols ? cols : "[]", cols ? cols_len : 2);
+    qgh_buf_puts(&b, "}");
+    qgh_reply_json(rep, 200, &b);
+}
+
+static void answer_writes(struct run *r, struct qgh_reply *rep)
+{
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_printf(&b, "{\"affected_rows\":%lld", r->affected);
+    if (r->collect) {
+        qgh_buf_printf(&b, ",\"id\":%s,\"rows\":[", r->id ? r->id : "null");
+        qgh_buf_append(&b, r->rows.data ? r->rows.data : "", r->rows.len);
+        qgh_buf_puts(&b, "]");
+    }
+    qgh_buf_puts(&b, "}");
+    qgh_reply_json(rep, 200, &b);
+}
+
+enum kind { QUERY, UPDATE, INSERT };
+
+static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, enum kind kind)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    struct qgh_statement st;
+    if (qgh_parse_statement(call->body, call->len, kind != QUERY,
+                            ctx->cfg->numbers_as_strings, &st, &err) != QG_OK) {
+        qgh_reply_error(call->reply, &err);
+        qgh_statement_free(&st);
+        return;
+    }
+    struct run r = {.st = &st, .collect = kind == INSERT,
+                    .max_bytes = ctx->cfg->max_result_bytes};
+    r.opt.numbers_as_strings = st.numbers_as_strings;
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
+    qg_status s = qg_transaction(ctx->m, &opt, kind == QUERY ? run_query : run_writes, &r, &err);
+    if (s != QG_OK) {
+        if (err.status == QG_OK)
+            qg_error_set(&err, s, "the statement failed");
+        qgh_reply_error(call->reply, &err);
+    } else if (kind == QUERY) {
+        answer_query(&r, call->reply);
+    } else {
+        answer_writes(&r, call->reply);
+    }
+    run_reset(&r);
+    qgh_statement_free(&st);
+}
+
+void qgh_route_query(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    statement_route(ctx, call, QUERY);
+}
+
+void qgh_route_update(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    statement_route(ctx, call, UPDATE);
+}
+
+void qgh_route_insert(const struct qgh_ctx *ctx, struct qgh_call *call)
+{
+    statement_route(ctx, call, INSERT);
+}

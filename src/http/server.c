@@ -1,0 +1,399 @@
+/* The libmicrohttpd daemon: per-request state, body limits, hand-off to workers, drain and stop. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+
+struct qg_server {
+    struct qgh_ctx ctx;
+    qgh_workers *workers;
+    struct MHD_Daemon *daemon;
+    int port;
+    atomic_bool draining;
+    atomic_int open_requests; /* request states not yet freed */
+};
+
+/* Where a request is in its life. */
+enum req_state {
+    REQ_BODY,   /* headers seen; the body (if any) is arriving */
+    REQ_QUEUED, /* connection suspended: waiting for or running on a worker */
+    REQ_DONE,   /* a reply is ready to queue */
+    REQ_SENT    /* the reply is queued; waiting for completion */
+};
+
+struct request {
+    struct qgh_job job; /* first member: the worker pool hands it back */
+    qg_server *srv;
+    struct MHD_Connection *conn;
+    const struct qgh_route *route; /* NULL when the head checks answered */
+    size_t endpoint;
+    enum req_state state;
+    bool discard; /* the answer is decided; the rest of the body is ignored */
+    size_t discarded;
+    double start;
+    char method[16];
+    char path[256];
+    char request_id[QGH_REQUEST_ID_MAX + 1];
+    qgh_buf body;
+    struct qgh_reply reply;
+};
+
+static enum MHD_Result send_reply(qg_server *s, struct request *r)
+{
+    struct qgh_reply *rep = &r->reply;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    rep->body = NULL; /* the response owns it now */
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (rep->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+    if (rep->retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", rep->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    if (rep->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+    MHD_destroy_response(resp);
+    r->state = REQ_SENT;
+
+    /* Every answered request is counted and logged here, and only here. */
+    double secs = qgh_now() - r->start;
+    qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
+    if (rep->status == 500)
+        qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
+                r->request_id, rep->message);
+    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->request_id);
+    return ok;
+}
+
+/* Called on a worker, or by the expirer: r may be freed as soon as the connection resumes. */
+static void job_done(struct request *r)
+{
+    r->state = REQ_DONE;
+    MHD_resume_connection(r->conn);
+}
+
+static void job_run(struct qgh_job *job)
+{
+    struct request *r = (struct request *)job;
+    struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
+                            &r->reply};
+    r->route->handler(&r->srv->ctx, &call);
+    if (!r->reply.status)
+        qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
+    job_done(r);
+}
+
+static void job_expire(struct qgh_job *job, qg_status why)
+{
+    struct request *r = (struct request *)job;
+    if (why == QG_ERR_POOL_TIMEOUT)
+        qgh_reply_fail(&r->reply, "pool_timeout",
+                       "no database worker became free within %g s (DB_POOL_TIMEOUT); "
+                       "retry later or raise HTTP_THREADS / DB_POOL_SIZE",
+                       r->srv->ctx.cfg->pool_timeout_s);
+    else
+        qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
+    job_done(r);
+}
+
+/* The body is complete: answer inline, or suspend and hand it to a worker. */
+static enum MHD_Result run(qg_server *s, struct request *r)
+{
+    if (!(r->route->flags & QGH_WORKER)) {
+        struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
+                                &r->reply};
+        r->route->handler(&s->ctx, &call);
+        if (!r->reply.status)
+            qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
+        return send_reply(s, r);
+    }
+    /* NOTE: suspend before submitting, so a fast worker's resume cannot come first. */
+    r->state = REQ_QUEUED;
+    r->job.run = job_run;
+    r->job.expire = job_expire;
+    MHD_suspend_connection(r->conn);
+    if (!qgh_workers_submit(s->workers, &r->job)) {
+        qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
+        job_done(r);
+    }
+    return MHD_YES;
+}
+
+/* Appends a body chunk; past HTTP_MAX_BODY the answer is 413 and the connection closes. */
+static bool take_body(qg_server *s, struct request *r, const char *data, size_t size)
+{
+    size_t max = (size_t)(s->ctx.cfg->http_max_body < 0 ? 0 : s->ctx.cfg->http_max_body);
+    if (r->discard) {
+        /* NOTE: libmicrohttpd 0.9 cannot answer before the body ends, so an answered
+           request's body is read and dropped, up to another HTTP_MAX_BODY bytes;
+           past that the connection is cut without an answer. */
+        r->discarded += size;
+        return r->discarded <= max;
+    }
+    if (r->body.len + size > max) {
+        qgh_buf_free(&r->body);
+        qgh_reply_fail(&r->reply, "payload_too_large",
+                       "the body is larger than the limit of %zu bytes (HTTP_MAX_BODY)", max);
+        r->reply.close = true;
+        r->discard = true;
+        return true;
+    }
+    qgh_buf_append(&r->body, data, size);
+    if (r->body.oom) {
+        qgh_buf_free(&r->body);
+        qgh_reply_fail(&r->reply, "internal_error", "out of memory reading the body");
+        r->reply.close = true;
+        r->discard = true;
+    }
+    return true;
+}
+
+static long long content_length(struct MHD_Connection *c)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!v)
+        return -1;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    return (errno || end == v || n < 0) ? -1 : n;
+}
+
+/* First call for a request: only its head is known. */
+static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char *url,
+                             const char *method, void **req_cls)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return MHD_NO;
+    atomic_fetch_add(&s->open_requests, 1);
+    *req_cls = r;
+    r->srv = s;
+    r->conn = c;
+    r->start = qgh_now();
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", url);
+    qgh_request_id(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
+                   r->request_id);
+    long long len = content_length(c);
+    struct qgh_head head = {
+        .method = method,
+        .path = url,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_length = len,
+        .draining = atomic_load(&s->draining),
+        .max_body = s->ctx.cfg->http_max_body,
+    };
+    r->route = qgh_dispatch_head(&head, &r->endpoint, &r->reply);
+    if (r->route) {
+        /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
+        if (len > 0)
+            qgh_buf_reserve(&r->body, (size_t)(len < 65536 ? len : 65536));
+        return MHD_YES;
+    }
+    r->discard = true;
+    /* An answer that closes the connection goes out now, before any body is read. */
+    if (r->reply.close)
+        return send_reply(s, r);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    qg_server *s = cls;
+    struct request *r = *req_cls;
+    (void)version;
+    if (!r)
+        return begin(s, c, url, method, req_cls);
+    if (*upload_size) {
+        bool go_on = take_body(s, r, upload_data, *upload_size);
+        *upload_size = 0;
+        return go_on ? MHD_YES : MHD_NO;
+    }
+    switch (r->state) {
+    case REQ_BODY:
+        return r->discard ? send_reply(s, r) : run(s, r);
+    case REQ_DONE:
+        return send_reply(s, r);
+    case REQ_QUEUED:
+    case REQ_SENT:
+        break;
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    qg_server *s = cls;
+    struct request *r = *req_cls;
+    (void)c;
+    (void)why;
+    if (!r)
+        return;
+    qgh_buf_free(&r->body);
+    qgh_reply_reset(&r->reply);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&s->open_requests, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    qgh_log(QG_LOG_WARN, "http: %s", msg);
+}
+
+/* HOST as a socket address: IPv4 or IPv6 literal ([::1] too), or a name ("localhost": 127.0.0.1). */
+static qg_status resolve(const char *host, int port, struct sockaddr_storage *sa, qg_error *err)
+{
+    char h[256];
+    snprintf(h, sizeof h, "%s", host && *host ? host : "0.0.0.0");
+    size_t n = strlen(h);
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        memmove(h, h + 1, n - 2);
+        h[n - 2] = '\0';
+    }
+    if (!strcmp(h, "localhost"))
+        strcpy(h, "127.0.0.1");
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(h, NULL, &hints, &ai);
+    if (rc || !ai)
+        return qg_error_set(err, QG_ERR_CONFIG, "HOST=%s: cannot resolve it (%s)", h,
+                            gai_strerror(rc));
+    memset(sa, 0, sizeof *sa);
+    memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (sa->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    return QG_OK;
+}
+
+static qg_status start_daemon(qg_server *s, qg_error *err)
+{
+    const struct qg_config *cfg = s->ctx.cfg;
+    struct sockaddr_storage sa;
+    qg_status st = resolve(cfg->host, cfg->port, &sa, err);
+    if (st != QG_OK)
+        return st;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (sa.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    errno = 0;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        /* first, so that MHD's own messages go through it too */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->http_max_connections > 0 ? cfg->http_max_connections : 1),
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!s->daemon)
+        return qg_error_set(err, QG_ERR_CONFIG,
+                            "cannot listen on %s port %d (%s); check HOST and PORT",
+                            cfg->host ? cfg->host : "0.0.0.0", cfg->port,
+                            errno ? strerror(errno) : "see the log above");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    return QG_OK;
+}
+
+qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server **out,
+                          qg_error *err)
+{
+    *out = NULL;
+    qg_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
+    s->ctx.cfg = cfg;
+    s->ctx.m = m;
+    const char *names[32];
+    size_t n = qgh_route_count();
+    for (size_t i = 0; i < n && i < 32; i++)
+        names[i] = qgh_route_at(i)->path;
+    s->ctx.metrics = qgh_metrics_new(n, names);
+    if (!s->ctx.metrics) {
+        free(s);
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
+    }
+    /* One worker per connection the pool can hand out, unless HTTP_THREADS says otherwise. */
+    int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size + cfg->max_overflow;
+    qg_status st = qgh_workers_new(threads, cfg->pool_timeout_s, &s->workers, err);
+    if (st == QG_OK)
+        st = start_daemon(s, err);
+    if (st != QG_OK) {
+        qgh_workers_free(s->workers);
+        qgh_metrics_free(s->ctx.metrics);
+        free(s);
+        return st;
+    }
+    *out = s;
+    return QG_OK;
+}
+
+int qg_server_port(const qg_server *s)
+{
+    return s->port;
+}
+
+/* Lets resumed connections send their answers before the daemon closes them. */
+static void wait_requests(qg_server *s, double timeout_s)
+{
+    double end = qgh_now() + timeout_s;
+    while (atomic_load(&s->open_requests) > 0 && qgh_now() < end) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void qg_server_stop(qg_server *s, double drain_s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->draining, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    if (!qgh_workers_wait_idle(s->workers, drain_s)) {
+        qgh_log(QG_LOG_WARN,
+                "requests still running after %g s (SHUTDOWN_TIMEOUT); cancelling them", drain_s);
+        qg_manager_shutdown(s->ctx.m, 0);
+    }
+    qgh_workers_free(s->workers);
+    wait_requests(s, 1.0);
+    MHD_stop_daemon(s->daemon);
+    qgh_metrics_free(s->ctx.metrics);
+    free(s);
+}

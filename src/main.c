@@ -1,0 +1,164 @@
+/* querygate: environment -> config -> manager -> server -> wait for a signal -> drain -> teardown. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#ifndef QG_VERSION
+#define QG_VERSION "unknown"
+#endif
+
+extern char **environ;
+
+/* Each flag sets one configuration variable, exactly as its environment variable would. */
+static const struct {
+    const char *flag;
+    const char *var;
+} flags[] = {
+    {"--host", "HOST"},
+    {"--port", "PORT"},
+    {"--threads", "HTTP_THREADS"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: querygate [--host HOST] [--port PORT] [--threads N] [--help] [--version]\n"
+            "  --host     HOST, the address to listen on\n"
+            "  --port     PORT (0: any free port; the log says which)\n"
+            "  --threads  HTTP_THREADS, workers that run statements\n"
+            "Every setting comes from the environment; flags override it.\n\n"
+            "Environment:\n");
+    qg_config_help(out);
+}
+
+static int print_info(const char *flag)
+{
+    if (!strcmp(flag, "--version"))
+        printf("querygate %s\n", QG_VERSION);
+    else
+        usage(stdout);
+    return 0;
+}
+
+/* Applies argv to cfg. Returns -1 to go on, else the exit code. */
+static int parse_flags(int argc, char **argv, struct qg_config *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        size_t k = 0, n = sizeof flags / sizeof flags[0];
+        size_t flen = 0;
+        for (; k < n; k++) {
+            flen = strlen(flags[k].flag);
+            if (!strncmp(a, flags[k].flag, flen) && (a[flen] == '\0' || a[flen] == '='))
+                break;
+        }
+        if (k == n) {
+            fprintf(stderr, "querygate: unknown argument %s (see --help)\n", a);
+            return 2;
+        }
+        const char *value = a[flen] == '=' ? a + flen + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!value) {
+            fprintf(stderr, "querygate: %s needs a value (see --help)\n", flags[k].flag);
+            return 2;
+        }
+        qg_error err;
+        qg_error_clear(&err);
+        if (qg_config_set(cfg, flags[k].var, value, &err) != QG_OK) {
+            fprintf(stderr, "querygate: %s: %s\n", flags[k].flag, err.message);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+/* "http://127.0.0.1:8080", brackets around an IPv6 literal. */
+static void listen_url(const struct qg_config *cfg, int port, char *out, size_t size)
+{
+    const char *host = cfg->host && *cfg->host ? cfg->host : "0.0.0.0";
+    bool v6 = strchr(host, ':') && host[0] != '[';
+    snprintf(out, size, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+/* Runs the service until SIGINT or SIGTERM; returns the exit code. */
+static int serve(const struct qg_config *cfg, const sigset_t *signals)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    qg_manager *m = NULL;
+    if (qg_manager_new(cfg, &m, &err) != QG_OK) {
+        qgh_log(QG_LOG_ERROR, "cannot create the connection manager: %s", err.message);
+        return 1;
+    }
+    qg_manager_set_log(m, qgh_log_core, NULL);
+    qg_server *srv = NULL;
+    if (qg_server_start(cfg, m, &srv, &err) != QG_OK) {
+        qgh_log(QG_LOG_ERROR, "%s", err.message);
+        qg_manager_free(m);
+        return 1;
+    }
+    char url[300];
+    listen_url(cfg, qg_server_port(srv), url, sizeof url);
+    qgh_log(QG_LOG_INFO, "querygate %s listening on %s", QG_VERSION, url);
+    char *desc = qg_config_describe(cfg);
+    if (desc)
+        qgh_log(QG_LOG_INFO, "configuration: %s", desc);
+    free(desc);
+
+    int sig = 0;
+    sigwait(signals, &sig);
+    qgh_log(QG_LOG_INFO, "%s: draining (up to %g s, SHUTDOWN_TIMEOUT)",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_timeout_s);
+    qg_server_stop(srv, cfg->shutdown_timeout_s);
+    qg_manager_shutdown(m, 0);
+    qg_manager_free(m);
+    qgh_log(QG_LOG_INFO, "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* Blocked here, before any thread exists, so that only sigwait() sees them. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* --help and --version answer even when the environment has a bad value. */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ||
+            !strcmp(argv[i], "--version"))
+            return print_info(argv[i]);
+
+    struct qg_config cfg;
+    qg_error err;
+    qg_error_clear(&err);
+    if (qg_config_load(&cfg, environ, &err) != QG_OK) {
+        fprintf(stderr, "querygate: %s\n", err.message);
+        return 2;
+    }
+    int rc = parse_flags(argc, argv, &cfg);
+    if (rc < 0 && qg_config_check(&cfg, &err) != QG_OK) {
+        fprintf(stderr, "querygate: %s\n", err.message);
+        rc = 2;
+    }
+    if (rc >= 0) {
+        qg_config_free(&cfg);
+        return rc;
+    }
+    qgh_log_setup(cfg.log_format, cfg.log_level);
+    if (!cfg.database_url || !*cfg.database_url) {
+        fprintf(stderr, "querygate: DATABASE_URL is not set; set it to a postgresql:// URL "
+                        "(or start the service with scripts/run, which provides a database)\n");
+        qg_config_free(&cfg);
+        return 2;
+    }
+    rc = serve(&cfg, &signals);
+    qg_config_free(&cfg);
+    return rc;
+}

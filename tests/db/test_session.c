@@ -1,0 +1,206 @@
+/* Session hygiene and the statement cache, on a pool of one connection. */
+#include "dbtest.h"
+
+static qg_manager *mgr;
+static struct qg_config cfg;
+
+static char *value(const char *sql)
+{
+    qg_result *r;
+    qg_error err;
+    qg_error_clear(&err);
+    if (qg_query(mgr, sql, NULL, &r, &err) != QG_OK) {
+        fprintf(stderr, "%s: %s\n", sql, err.message);
+        return strdup("(error)");
+    }
+    char *v = strdup(qg_result_first_value_json(r, NULL));
+    qg_result_free(r);
+    return v;
+}
+
+#define CHECK_VALUE(sql, want)          \
+    do {                                \
+        char *v_ = value(sql);          \
+        CHECK_STR(v_, want);            \
+        free(v_);                       \
+    } while (0)
+
+static void write_sql(const char *sql)
+{
+    qg_result *r;
+    qg_error err;
+    qg_error_clear(&err);
+    if (qg_insert(mgr, sql, NULL, &r, &err) != QG_OK) {
+        fprintf(stderr, "%s: %s\n", sql, err.message);
+        qgt_failures++;
+    }
+    qg_result_free(r);
+}
+
+static void read_sql(const char *sql)
+{
+    qg_result *r;
+    qg_error err;
+    qg_error_clear(&err);
+    if (qg_query(mgr, sql, NULL, &r, &err) != QG_OK) {
+        fprintf(stderr, "%s: %s\n", sql, err.message);
+        qgt_failures++;
+    }
+    qg_result_free(r);
+}
+
+static const char *pid_sql = "SELECT pg_backend_pid()";
+
+/* Changes made by one request never reach the next one on the same connection. */
+static void changes_do_not_leak(void)
+{
+    char *pid = value(pid_sql);
+    const char *changers[] = {
+        "SELECT set_config('search_path', 'pg_catalog', false)",
+        "SET TIME ZONE 'Asia/Tokyo'",
+        "SELECT set_config('statement_timeout', '1', false)",
+        "SET ROLE qgt_session_role",
+        "LISTEN qgt_channel",
+        "CREATE TEMP TABLE qgt_temp (x int)",
+        "PREPARE qgt_mine AS SELECT 1",
+        "SELECT pg_advisory_lock(4242)",
+        "DECLARE qgt_cur CURSOR WITH HOLD FOR SELECT 1",
+    };
+    for (size_t i = 0; i < sizeof changers / sizeof *changers; i++) {
+        for (int ro = 0; ro < 2; ro++) {
+            if (ro) {
+                if (strstr(changers[i], "CREATE") || strstr(changers[i], "LISTEN"))
+                    continue; /* refused in a read-only transaction anyway */
+                read_sql(changers[i]);
+            } else {
+                write_sql(changers[i]);
+            }
+            CHECK_VALUE("SELECT current_setting('search_path')", "\"\\\"$user\\\", public\"");
+            CHECK_VALUE("SELECT current_setting('TimeZone')", "\"UTC\"");
+            CHECK_VALUE("SELECT current_setting('statement_timeout')", "\"30s\"");
+            CHECK_VALUE("SELECT current_user", "\"qg\"");
+            CHECK_VALUE("SELECT count(*) FROM pg_listening_channels()", "0");
+            CHECK_VALUE("SELECT to_regclass('pg_temp.qgt_temp') IS NULL", "true");
+            CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE name = 'qgt_mine'", "0");
+            CHECK_VALUE("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", "0");
+            CHECK_VALUE("SELECT count(*) FROM pg_cursors WHERE name = 'qgt_cur'", "0");
+        }
+    }
+    char *pid2 = value(pid_sql);
+    CHECK_STR(pid2, pid); /* same connection all along: it was reset, not replaced */
+    free(pid);
+    free(pid2);
+}
+
+static void prepared_on_second_use(void)
+{
+    const char *sql = "SELECT 'cache-probe' AS x";
+    read_sql(sql);
+    CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT ''cache-probe'' AS x'", "0");
+    read_sql(sql);
+    CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT ''cache-probe'' AS x'", "1");
+    read_sql(sql);
+    CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT ''cache-probe'' AS x'", "1");
+}
+
+/* DDL changes the result type of a prepared SELECT *: the request still succeeds. */
+static void stale_plan_is_retried(void)
+{
+    write_sql("DROP TABLE IF EXISTS qgt_plan");
+    write_sql("CREATE TABLE qgt_plan (a int)");
+    write_sql("INSERT INTO qgt_plan VALUES (1)");
+    CHECK_VALUE("SELECT * FROM qgt_plan", "1");
+    CHECK_VALUE("SELECT * FROM qgt_plan", "1");
+    write_sql("ALTER TABLE qgt_plan ADD COLUMN b int DEFAULT 7");
+    qg_result *r;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK(qg_query(mgr, "SELECT * FROM qgt_plan", NULL, &r, &err) == QG_OK);
+    if (r)
+        CHECK_STR(qg_result_rows_json(r, NULL), "[{\"a\":1,\"b\":7}]");
+    qg_result_free(r);
+}
+
+/* More distinct statements than the cache holds: old ones are deallocated. */
+static void cache_eviction(void)
+{
+    char sql[64];
+    for (int i = 0; i < 140; i++) {
+        snprintf(sql, sizeof sql, "SELECT %d AS n", i);
+        read_sql(sql);
+        read_sql(sql); /* the second use prepares it */
+    }
+    char *n = value("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'qg\\_%'");
+    CHECK(atoi(n) <= 128);
+    CHECK(atoi(n) > 0);
+    free(n);
+}
+
+static void arrays_bind_by_type(void)
+{
+    const char *arr = "[1,2,3]";
+    qg_params *p = qg_params_new();
+    CHECK(qg_params_add_array(p, "ids", arr, strlen(arr), "{1,2,3}", 7, NULL) == QG_OK);
+    struct {
+        const char *sql, *want;
+    } cases[] = {
+        {"SELECT count(*) FROM generate_series(1, 10) g WHERE g = ANY(:ids)", "3"},
+        {"SELECT jsonb_array_length(:ids)", "3"},
+        {"SELECT :ids::text", "\"[1,2,3]\""},
+        {"SELECT array_length(:ids::int8[], 1)", "3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int twice = 0; twice < 3; twice++) { /* also once the statement is cached */
+            qg_result *r;
+            qg_error err;
+            qg_error_clear(&err);
+            if (qg_query(mgr, cases[i].sql, p, &r, &err) != QG_OK) {
+                fprintf(stderr, "%s: %s\n", cases[i].sql, err.message);
+                qgt_failures++;
+                continue;
+            }
+            CHECK_STR(qg_result_first_value_json(r, NULL), cases[i].want);
+            qg_result_free(r);
+        }
+    }
+    qg_params_free(p);
+}
+
+/* A failing statement in the first pipeline leaves a clean, reusable connection. */
+static void errors_leave_clean_connection(void)
+{
+    char *pid = value(pid_sql);
+    for (int i = 0; i < 3; i++) {
+        qg_result *r;
+        qg_error err;
+        qg_error_clear(&err);
+        CHECK_INT(qg_query(mgr, "SELECT 1/0", NULL, &r, &err), QG_ERR_SQL);
+        CHECK_STR(err.sqlstate, "22012");
+        qg_error_clear(&err);
+        CHECK_INT(qg_query(mgr, "SELECT * FROM no_such_table", NULL, &r, &err), QG_ERR_SQL);
+        CHECK_INT(err.position, 15);
+    }
+    CHECK_VALUE("SELECT 41 + 1", "42");
+    char *pid2 = value(pid_sql);
+    CHECK_STR(pid2, pid);
+    free(pid);
+    free(pid2);
+}
+
+int main(void)
+{
+    qgt_database_url();
+    dbt_admin_value("DO $$BEGIN CREATE ROLE qgt_session_role; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+    dbt_admin_value("GRANT qgt_session_role TO qg");
+    dbt_config(&cfg, "qgt_session", (const char *const[]){"DB_POOL_SIZE=1", "DB_MAX_OVERFLOW=0", NULL});
+    CHECK(qg_manager_new(&cfg, &mgr, NULL) == QG_OK);
+    RUN(changes_do_not_leak);
+    RUN(prepared_on_second_use);
+    RUN(stale_plan_is_retried);
+    RUN(cache_eviction);
+    RUN(arrays_bind_by_type);
+    RUN(errors_leave_clean_connection);
+    qg_manager_free(mgr);
+    qg_config_free(&cfg);
+    return qgt_done();
+}

@@ -1,0 +1,223 @@
+"""Shared helpers for the HTTP tests: start querygate, call it, check answers (stdlib only)."""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+SKIP = 77
+
+
+def skip(why):
+    print("SKIP: " + why)
+    sys.exit(SKIP)
+
+
+def database_url():
+    url = os.environ.get("QG_TEST_DATABASE_URL")
+    if not url:
+        skip("QG_TEST_DATABASE_URL is not set; run the suite with scripts/test")
+    return url
+
+
+def binary():
+    path = os.environ.get("QG_BINARY")
+    if not path or not os.access(path, os.X_OK):
+        skip("QG_BINARY does not name the querygate binary; run the suite with ctest")
+    return path
+
+
+def source_dir():
+    return os.environ.get("QG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def admin_sql(sql):
+    """Runs sql as the superuser with psql; returns stdout (unaligned, tuples only)."""
+    url = os.environ.get("QG_TEST_ADMIN_URL")
+    if not url:
+        skip("QG_TEST_ADMIN_URL is not set; run the suite with scripts/test")
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError("psql failed: " + out.stderr)
+    return out.stdout.strip()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        self.json = None
+        ctype = headers.get("content-type", "")
+        if body and ctype.startswith("application/json"):
+            self.json = json.loads(body.decode("utf-8"))
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    @property
+    def code(self):
+        """The error code of an error body, else None."""
+        if isinstance(self.json, dict) and isinstance(self.json.get("error"), dict):
+            return self.json["error"].get("code")
+        return None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.raw[:300])
+
+
+class Server:
+    """One querygate process on a free port, with a reused keep-alive connection."""
+
+    def __init__(self, **env):
+        self.env = dict(os.environ)
+        self.env.update({"DATABASE_URL": database_url(), "PORT": "0", "HOST": "127.0.0.1",
+                         "AUTH": "none"})
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.lines = []
+        self.proc = subprocess.Popen([binary()], env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.port = None
+        self._found = threading.Event()
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._found.wait(15) or self.port is None:
+            self.proc.kill()
+            raise RuntimeError("no 'listening on' line; log:\n" + "".join(self.lines))
+        self.conn = None
+        deadline = time.time() + 10
+        while True:
+            try:
+                if self.get("/health/live").status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("/health/live never answered")
+            time.sleep(0.05)
+
+    def _read_log(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self.lines.append(line)
+            m = re.search(r"listening on http://(\[[^\]]+\]|[^:\s]+):(\d+)", line)
+            if m and self.port is None:
+                self.port = int(m.group(2))
+                self._found.set()
+        self._found.set()
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def request(self, method, path, body=None, headers=None, conn=None):
+        """Sends one request (body: dict/list -> JSON, str/bytes as is) on a kept-alive connection."""
+        hdrs = {}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            body = body.encode()
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        own = conn is None
+        for attempt in range(2):
+            c = conn or self.conn or self.connection()
+            try:
+                c.request(method, path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                if own:
+                    self.conn = None if r.will_close else c
+                return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                c.close()
+                if own:
+                    self.conn = None
+                if attempt or not own:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body, headers=None, **kw):
+        """POST with Content-Type: application/json unless headers name another."""
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        return self.request("POST", path, body=body, headers=hdrs, **kw)
+
+    def stop(self, expect_rc=0):
+        if self.conn:
+            self.conn.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(30)
+        if expect_rc is not None and rc != expect_rc:
+            raise AssertionError("querygate exited %d, want %d; log:\n%s" %
+                                 (rc, expect_rc, self.log_excerpt()))
+        return rc
+
+    def log_excerpt(self):
+        """A sanitizer report from its first line, else the log's last lines."""
+        for i, line in enumerate(self.lines):
+            if "ERROR: AddressSanitizer" in line or "runtime error:" in line or \
+                    "ERROR: LeakSanitizer" in line:
+                return "".join(self.lines[max(0, i - 3):i + 40])
+        return "".join(self.lines[-30:])
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def check_error(r, status, code, what=""):
+    """Asserts an error answer: status, code, a message, and X-Request-Id."""
+    check(r.status == status and r.code == code,
+          "%s: want %d %s, got %r" % (what, status, code, r))
+    check(isinstance(r.json["error"].get("message"), str) and r.json["error"]["message"],
+          "%s: error without message: %r" % (what, r))
+    check(r.header("x-request-id"), "%s: no X-Request-Id" % what)
+    if status == 503:
+        check(r.header("retry-after"), "%s: 503 without Retry-After" % what)
+    return r.json["error"]
+
+
+def check_ok(r, what=""):
+    check(r.status == 200, "%s: want 200, got %r" % (what, r))
+    return r.json
+
+
+def run_tests(namespace, setup=None, teardown=None):
+    """Runs every test_* function of namespace in order; exits 0, 1 (failures) or 77."""
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    failures = 0
+    state = setup() if setup else None
+    try:
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn(state) if setup else fn()
+                print("ok   %-45s %.2fs" % (name, time.time() - t0), flush=True)
+            except Exception:
+                failures += 1
+                print("FAIL %s" % name, flush=True)
+                traceback.print_exc()
+    finally:
+        if teardown:
+            try:
+                teardown(state)
+            except Exception:
+                failures += 1
+                print("FAIL teardown", flush=True)
+                traceback.print_exc()
+    print("%d of %d failed" % (failures, len(tests)) if failures else "all %d passed" % len(tests))
+    sys.exit(1 if failures else 0)

@@ -1,0 +1,173 @@
+"""Limits and overload: result caps, pool timeout, statement timeout, drain on SIGTERM, startup errors."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qgharness import (Server, binary, check, check_error, check_ok, database_url,  # noqa: E402
+                       run_tests)
+
+
+def test_result_too_large_rows():
+    s = Server(MAX_RESULT_ROWS=10)
+    try:
+        check_ok(s.post("/query", {"sql": "SELECT g FROM generate_series(1, 10) g"}))
+        e = check_error(s.post("/query", {"sql": "SELECT g FROM generate_series(1, 11) g"}),
+                        422, "result_too_large")
+        check("MAX_RESULT_ROWS" in e["message"], e)
+    finally:
+        s.stop()
+
+
+def test_result_too_large_default_cap():
+    s = Server()
+    try:
+        t0 = time.time()
+        e = check_error(s.post("/query", {"sql": "SELECT g FROM generate_series(1, 1000000) g"}),
+                        422, "result_too_large")
+        check("MAX_RESULT" in e["message"], e)
+        check(time.time() - t0 < 20, "took %.1fs" % (time.time() - t0))
+        check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_pool_timeout_and_statement_timeout():
+    s = Server(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=1, PG_STATEMENT_TIMEOUT=1500)
+    try:
+        holder = {}
+
+        def hold():
+            holder["r"] = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(1.2)"},
+                                    conn=s.connection())
+        t = threading.Thread(target=hold)
+        t.start()
+        time.sleep(0.2)
+        t0 = time.time()
+        r = s.request("POST", "/query", body={"sql": "SELECT 1"}, conn=s.connection())
+        waited = time.time() - t0
+        check_error(r, 503, "pool_timeout")
+        check(r.header("retry-after") == "1", r.headers)
+        check(0.7 < waited < 3, "answered after %.2fs" % waited)
+        t.join()
+        check_ok(holder["r"], "the holder")
+        check_ok(s.get("/health/live"))
+        e = check_error(s.post("/query", {"sql": "SELECT pg_sleep(3)"}), 504,
+                        "statement_timeout")
+        check(e["sqlstate"] == "57014", e)
+    finally:
+        s.stop()
+
+
+def test_drain_on_sigterm():
+    s = Server(SHUTDOWN_TIMEOUT=10)
+    idle = s.connection()
+    check_ok(s.request("GET", "/health/live", conn=idle))
+    result = {}
+
+    def slow():
+        result["r"] = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(1) AS s"},
+                                conn=s.connection())
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    # An open connection is still served, with 503 shutting_down.
+    r = s.request("GET", "/pool", conn=idle)
+    check_error(r, 503, "shutting_down")
+    t.join()
+    check_ok(result["r"], "the request in flight finished")
+    check(s.stop() == 0, "exit code")
+    check(any("draining" in line for line in s.lines), "no drain log line")
+
+
+def test_drain_timeout_cancels():
+    s = Server(SHUTDOWN_TIMEOUT=0.5)
+    result = {}
+
+    def slow():
+        result["r"] = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(30)"},
+                                conn=s.connection())
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    rc = s.proc.wait(15)
+    check(rc == 0 and time.time() - t0 < 10, "rc %s after %.1fs" % (rc, time.time() - t0))
+    t.join(10)
+    r = result.get("r")
+    check(r is None or r.status >= 500, r)
+
+
+def run_binary(env_extra, args=()):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(env_extra)
+    return subprocess.run([binary()] + list(args), env=env, capture_output=True, text=True,
+                          timeout=10)
+
+
+def test_startup_errors():
+    r = run_binary({"PORT": "0"})
+    check(r.returncode == 2 and "DATABASE_URL" in r.stderr and "scripts/run" in r.stderr,
+          (r.returncode, r.stderr))
+    r = run_binary({"DATABASE_URL": database_url(), "DB_POOL_SIZE": "lots"})
+    check(r.returncode == 2 and "DB_POOL_SIZE" in r.stderr, (r.returncode, r.stderr))
+    r = run_binary({"DATABASE_URL": database_url()}, ["--port", "banana"])
+    check(r.returncode == 2 and "port" in r.stderr.lower(), (r.returncode, r.stderr))
+    r = run_binary({"DATABASE_URL": database_url()}, ["--frobnicate"])
+    check(r.returncode == 2 and "--frobnicate" in r.stderr, (r.returncode, r.stderr))
+    r = run_binary({}, ["--help"])
+    check(r.returncode == 0 and "DB_POOL_SIZE" in r.stdout and "--port" in r.stdout, r)
+    r = run_binary({}, ["--version"])
+    check(r.returncode == 0 and r.stdout.startswith("querygate "), r)
+    secret = database_url()
+    r = run_binary({"DATABASE_URL": secret, "PORT": "0", "HOST": "256.1.1.1"})
+    check(r.returncode != 0 and "HOST" in r.stderr, (r.returncode, r.stderr))
+
+
+def test_flags_and_json_log():
+    s = Server(LOG_FORMAT="json")
+    try:
+        check_ok(s.get("/pool", headers={"X-Request-Id": "log-me"}))
+        check_ok(s.post("/query", {"sql": "SELECT :p::text AS p", "params": {"p": "sekr1t-v4lue"}}))
+        s.post("/query", {"sql": "SELECT 'sekr1t-b0dy' + 1"})
+        time.sleep(0.1)
+        check(not any("sekr1t" in ln for ln in s.lines), "a body or parameter reached the log")
+        lines = [ln for ln in s.lines if "log-me" in ln]
+        check(lines and '"status":200' in lines[0] and '"path":"/pool"' in lines[0], s.lines)
+        password = database_url().split("@")[0].rsplit(":", 1)[-1]
+        check(not any(password in ln for ln in s.lines), "password in the log")
+    finally:
+        s.stop()
+
+
+def test_ipv6_listen():
+    env = dict(os.environ, DATABASE_URL=database_url(), AUTH="none")
+    p = subprocess.Popen([binary(), "--host", "::1", "--port", "0"], env=env,
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = p.stderr.readline()
+        for _ in range(5):
+            if "listening on" in line:
+                break
+            line = p.stderr.readline()
+        check("listening on http://[::1]:" in line, line)
+        port = int(line.rsplit(":", 1)[1].split()[0])
+        import http.client
+        c = http.client.HTTPConnection("::1", port, timeout=5)
+        c.request("GET", "/health/live")
+        check(c.getresponse().status == 200, "no answer on ::1")
+        c.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        check(p.wait(10) == 0, "exit code")
+
+
+if __name__ == "__main__":
+    database_url()
+    run_tests(dict(globals()))

@@ -1,0 +1,221 @@
+"""openapi/openapi.yaml: lint it (redocly, when npx is there) and check real answers against it."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qgharness import (Server, admin_sql, check, database_url, run_tests, skip,  # noqa: E402
+                       source_dir)
+
+try:
+    import yaml
+except ImportError:
+    skip("python3-yaml is not installed (scripts/deps test installs it)")
+
+SPEC_PATH = os.path.join(source_dir(), "openapi", "openapi.yaml")
+REDOCLY = "@redocly/cli@2.77.0"  # the last line that still runs on Node.js 20
+T = "t_openapi_%d" % os.getpid()
+
+
+class Invalid(Exception):
+    pass
+
+
+def resolve(spec, node):
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        check(ref.startswith("#/"), "only local refs: %s" % ref)
+        node = spec
+        for part in ref[2:].split("/"):
+            node = node[part]
+    return node
+
+
+def type_ok(t, v):
+    return {
+        "null": v is None,
+        "boolean": isinstance(v, bool),
+        "integer": isinstance(v, int) and not isinstance(v, bool),
+        "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "string": isinstance(v, str),
+        "array": isinstance(v, list),
+        "object": isinstance(v, dict),
+    }[t]
+
+
+def validate(spec, schema, v, path="$"):
+    """A small JSON Schema (2020-12 subset) validator: raises Invalid naming the place."""
+    schema = resolve(spec, schema)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(type_ok(t, v) for t in types):
+            raise Invalid("%s: %r is not of type %s" % (path, v, types))
+    if "const" in schema and v != schema["const"]:
+        raise Invalid("%s: %r != %r" % (path, v, schema["const"]))
+    if "enum" in schema and v not in schema["enum"]:
+        raise Invalid("%s: %r not in %r" % (path, v, schema["enum"]))
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            ok = 0
+            for sub in schema[key]:
+                try:
+                    validate(spec, sub, v, path)
+                    ok += 1
+                except Invalid:
+                    pass
+            if ok == 0 or (key == "oneOf" and ok > 1):
+                raise Invalid("%s: %d of %s match" % (path, ok, key))
+    if isinstance(v, str):
+        if len(v) < schema.get("minLength", 0) or len(v) > schema.get("maxLength", 1 << 60):
+            raise Invalid("%s: length of %r" % (path, v))
+        if "pattern" in schema and not re.search(schema["pattern"], v):
+            raise Invalid("%s: %r does not match %s" % (path, v, schema["pattern"]))
+    if type_ok("number", v) and "minimum" in schema and v < schema["minimum"]:
+        raise Invalid("%s: %r < %r" % (path, v, schema["minimum"]))
+    if isinstance(v, list):
+        if len(v) < schema.get("minItems", 0):
+            raise Invalid("%s: fewer than %d items" % (path, schema["minItems"]))
+        if "items" in schema:
+            for i, item in enumerate(v):
+                validate(spec, schema["items"], item, "%s[%d]" % (path, i))
+    if isinstance(v, dict):
+        for k in schema.get("required", []):
+            if k not in v:
+                raise Invalid("%s: required %r missing" % (path, k))
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for k, val in v.items():
+            if "propertyNames" in schema:
+                validate(spec, schema["propertyNames"], k, "%s.<key %s>" % (path, k))
+            if k in props:
+                validate(spec, props[k], val, "%s.%s" % (path, k))
+            elif extra is False:
+                raise Invalid("%s: property %r is not in the schema" % (path, k))
+            elif isinstance(extra, dict):
+                validate(spec, extra, val, "%s.%s" % (path, k))
+
+
+def setup():
+    database_url()
+    with open(SPEC_PATH) as f:
+        spec = yaml.safe_load(f)
+    admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id serial PRIMARY KEY, name text "
+              "UNIQUE); GRANT ALL ON {t} TO qg; GRANT ALL ON SEQUENCE {t}_id_seq TO qg"
+              .format(t=T))
+    server = Server(MAX_RESULT_ROWS=5, PG_STATEMENT_TIMEOUT=300, HTTP_MAX_BODY=2048)
+    return spec, server
+
+
+def teardown(state):
+    state[1].stop()
+    admin_sql("DROP TABLE IF EXISTS %s" % T)
+
+
+def test_redocly_lint(state):
+    npx = shutil.which("npx")
+    if not npx:
+        print("  (skipped: npx is not installed; the lint needs Node.js)")
+        return
+    try:
+        out = subprocess.run([npx, "--yes", REDOCLY, "lint", SPEC_PATH], capture_output=True,
+                             text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        print("  (skipped: npx %s took too long; no registry?)" % REDOCLY)
+        return
+    text = out.stdout + out.stderr
+    if out.returncode != 0 and re.search(r"npm (ERR|error)|ENOTFOUND|EAI_AGAIN|ETIMEDOUT", text):
+        print("  (skipped: cannot fetch %s: %s)" % (REDOCLY, text.strip()[-200:]))
+        return
+    check(out.returncode == 0 and "warning" not in text.lower().replace("deprecation warning",
+                                                                         ""), text)
+
+
+def test_request_examples_match_schemas(state):
+    spec, _ = state
+    bodies = spec["components"]["requestBodies"]
+    n = 0
+    for body in bodies.values():
+        media = body["content"]["application/json"]
+        for ex in media.get("examples", {}).values():
+            validate(spec, media["schema"], ex["value"])
+            n += 1
+    check(n >= 3, "examples checked: %d" % n)
+
+
+def cases():
+    """(method, path, body, extra headers) for answers of every documented status."""
+    ins = "INSERT INTO %s (name) VALUES (:n) RETURNING id, name" % T
+    return [
+        ("POST", "/query", {"sql": "SELECT 1 AS a, 'x' AS b"}, {}),
+        ("POST", "/query", {"sql": "SELECT nope"}, {}),
+        ("POST", "/query", "{", {}),
+        ("POST", "/query", {"sql": "DELETE FROM %s" % T}, {}),
+        ("POST", "/query", {"sql": "SELECT g FROM generate_series(1, 6) g"}, {}),
+        ("POST", "/query", {"sql": "SELECT pg_sleep(1)"}, {}),
+        ("POST", "/query", b"x" * 4096, {}),
+        ("POST", "/query", b"{}", {"Content-Type": "text/plain"}),
+        ("GET", "/query", None, {}),
+        ("POST", "/update", {"sql": "UPDATE %s SET name = name" % T}, {}),
+        ("POST", "/insert", {"sql": ins, "params": [{"n": "a"}, {"n": "b"}]}, {}),
+        ("POST", "/insert", {"sql": ins, "params": {"n": "a"}}, {}),
+        ("POST", "/transaction", {"statements": [{"sql": "SELECT 1 AS x"},
+                                                 {"sql": "UPDATE %s SET name = name" % T}]}, {}),
+        ("POST", "/transaction", {"statements": [{"sql": "SELECT 1"}, {"sql": "SELEC"}]}, {}),
+        ("GET", "/health", None, {}),
+        ("GET", "/health/ready", None, {}),
+        ("GET", "/health/live", None, {}),
+        ("GET", "/pool", None, {}),
+        ("GET", "/metrics", None, {}),
+        ("POST", "/pool", None, {}),
+    ]
+
+
+def test_answers_match_spec(state):
+    spec, s = state
+    seen = set()
+    for method, path, body, headers in cases():
+        r = s.post(path, body, headers=headers) if method == "POST" and body is not None \
+            else s.request(method, path, headers=headers)
+        op = spec["paths"][path].get(method.lower())
+        if op is None:
+            check(r.status == 405, (path, method, r))
+            op = next(iter(spec["paths"][path].values()))
+        resp = op["responses"].get(str(r.status))
+        check(resp is not None, "%s %s: status %d is not documented" % (method, path, r.status))
+        resp = resolve(spec, resp)
+        ctype = r.header("content-type")
+        media = resp["content"].get(ctype)
+        check(media is not None, "%s %s: %d %s not documented" % (method, path, r.status, ctype))
+        if ctype == "application/json":
+            try:
+                validate(spec, media["schema"], r.json)
+            except Invalid as e:
+                raise AssertionError("%s %s -> %d: %s\n%r" % (method, path, r.status, e, r))
+        for name, h in resp.get("headers", {}).items():
+            if resolve(spec, h).get("required"):
+                check(r.header(name), "%s %s -> %d: no %s" % (method, path, r.status, name))
+        seen.add(r.status)
+    want = {200, 400, 403, 405, 413, 415, 422, 504}
+    check(want <= seen, "statuses not exercised: %s" % (want - seen))
+
+
+def test_unknown_path_is_error_schema(state):
+    spec, s = state
+    r = s.get("/nope")
+    check(r.status == 404, r)
+    validate(spec, spec["components"]["schemas"]["Error"], r.json)
+
+
+def test_error_codes_documented(state):
+    spec, _ = state
+    enum = set(spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+               ["code"]["enum"])
+    reply_c = open(os.path.join(source_dir(), "src", "http", "reply.c")).read()
+    codes = set(re.findall(r'\{"([a-z_]+)", \d{3}, \d\}', reply_c))
+    check(codes and codes == enum, "reply.c %s vs spec %s" % (codes ^ enum, enum))
+
+
+if __name__ == "__main__":
+    run_tests(dict(globals()), setup, teardown)
