@@ -291,6 +291,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&s->open_requests, 1);
 }
 
+/* The format attribute, so that clang's -Wformat-nonliteral accepts the vsnprintf. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) QG_PRINTF(2, 0);
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
