@@ -39,11 +39,23 @@ def teardown(st):
     shutil.rmtree(DIR, ignore_errors=True)
 
 
-def test_log_says_https(st):
+def test_log_and_probe_say_https(st):
     s = st["s"]
     check(s.scheme == "https", s.scheme)
     check(any("listening on https://127.0.0.1:%d" % s.port in line for line in s.lines),
           s.log_excerpt())
+    # The container health check speaks HTTPS to it (same TLS_* variables)...
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(s.port), TLS_CERT_FILE=st["cert"],
+               TLS_KEY_FILE=st["key"], DATABASE_URL=database_url())
+    p = subprocess.run([binary(), "--probe"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    check(p.returncode == 0, (p.returncode, p.stdout, p.stderr))
+    # ...and, told plain HTTP, gets no answer from the HTTPS port.
+    del env["TLS_CERT_FILE"], env["TLS_KEY_FILE"]
+    p = subprocess.run([binary(), "--probe"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    out = p.stdout + p.stderr
+    check(p.returncode == 1 and "http://127.0.0.1:%d" % s.port in out, (p.returncode, out))
 
 
 def test_curl_with_the_ca(st):
