@@ -80,12 +80,14 @@ static int parse_flags(int argc, char **argv, struct qg_config *cfg)
     return -1;
 }
 
-/* "http://127.0.0.1:8080", brackets around an IPv6 literal. */
+/* "http://127.0.0.1:8080" (https:// with TLS), brackets around an IPv6 literal. */
 static void listen_url(const struct qg_config *cfg, int port, char *out, size_t size)
 {
     const char *host = cfg->host && *cfg->host ? cfg->host : "0.0.0.0";
     bool v6 = strchr(host, ':') && host[0] != '[';
-    snprintf(out, size, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
+    snprintf(out, size, "%s://%s%s%s:%d", tls ? "https" : "http", v6 ? "[" : "", host,
+             v6 ? "]" : "", port);
 }
 
 /* Runs the service until SIGINT or SIGTERM; returns the exit code. */

@@ -85,6 +85,9 @@ struct qgh_reply {
     const char *allow;        /* static Allow header or NULL */
     bool close;               /* Connection: close */
     char sqlstate[6];         /* for the db error metrics; "" if none */
+    bool preflight;           /* a CORS preflight answer: the two fields below are sent */
+    const char *cors_methods; /* static: Access-Control-Allow-Methods */
+    char cors_headers[128];   /* Access-Control-Allow-Headers */
     char message[256];        /* internal_error's cause, logged with the request id */
 };
 
@@ -155,6 +158,54 @@ void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
 
+/* ---- cors.c: CORS_ALLOW_ORIGINS ------------------------------------------ */
+
+typedef struct qgh_cors qgh_cors;
+struct qgh_head;
+
+/*
+ * Parses spec (comma-separated exact origins such as https://app.example.com,
+ * or "*"). NULL or empty: *out is NULL (no CORS headers at all). *out is new;
+ * qgh_cors_free frees it.
+ */
+qg_status qgh_cors_new(const char *spec, qgh_cors **out, qg_error *err) QG_MUSTCHECK;
+void qgh_cors_free(qgh_cors *c);
+bool qgh_cors_allows(const qgh_cors *c, const char *origin);
+
+/*
+ * A preflight (OPTIONS with Origin and Access-Control-Request-Method, CORS
+ * configured): fills rep (204, or 403 for an origin not allowed) and returns
+ * true. methods: the path's Allow value. Anything else: false, rep untouched.
+ */
+bool qgh_cors_preflight(const struct qgh_head *h, const char *methods, struct qgh_reply *rep);
+
+/* Receives one response header. */
+typedef void (*qgh_header_fn)(void *arg, const char *name, const char *value);
+/* The CORS headers of any response to a request from origin (NULL: none sent). */
+void qgh_cors_headers(const qgh_cors *c, const char *origin, const struct qgh_reply *rep,
+                      qgh_header_fn add, void *arg);
+
+/* ---- conns.c: connection cap and request deadline ------------------------- */
+
+typedef struct qgh_conns qgh_conns;
+struct qgh_conn;
+
+/* Starts the sweeper thread. *out is new; qgh_conns_free stops and frees it. */
+qg_status qgh_conns_new(int max_connections, int timeout_s, qgh_conns **out,
+                        qg_error *err) QG_MUSTCHECK;
+void qgh_conns_free(qgh_conns *g);
+/* Whether another connection may open (HTTP_MAX_CONNECTIONS); counts refusals for the log. */
+bool qgh_conns_admit(qgh_conns *g);
+/* A connection opened on fd (-1: unknown, only counted): its first request must arrive
+   within the timeout. Returns NULL when untracked; qgh_conns_close frees it. */
+struct qgh_conn *qgh_conns_open(qgh_conns *g, int fd);
+/* Before fd is closed. c may be NULL (tracking it ran out of memory). */
+void qgh_conns_close(qgh_conns *g, struct qgh_conn *c);
+/* The request (head and body) is complete: no deadline while it is answered. */
+void qgh_conns_arrived(struct qgh_conn *c);
+/* The answer is done: the next request's deadline starts. */
+void qgh_conns_answered(qgh_conns *g, struct qgh_conn *c);
+
 /* ---- router.c ------------------------------------------------------------- */
 
 /* What a handler may use. */
@@ -198,6 +249,10 @@ struct qgh_head {
     long long content_length;   /* -1 if absent */
     bool draining;
     long max_body;
+    const struct qgh_cors *cors; /* NULL: CORS not configured */
+    const char *origin;          /* the headers a preflight uses; NULL if absent */
+    const char *cors_method;     /* Access-Control-Request-Method */
+    const char *cors_headers;    /* Access-Control-Request-Headers */
 };
 
 /*
