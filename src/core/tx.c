@@ -58,8 +58,15 @@ static qg_status commit(qg_conn *c, qg_error *err)
             if (!committed)
                 s = qg_error_set(err, QG_ERR_INTERNAL, "the server rolled the transaction back at COMMIT");
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && s == QG_OK) {
-            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
                 s = qgp_error_from_result(err, res);
+                /* NOTE: the session ended as COMMIT went out: whether it applied is unknown. */
+                if (qgp_result_fatal(res)) {
+                    c->broken = true;
+                    if (err)
+                        err->outcome_unknown = true;
+                }
+            }
             else if (!first)
                 c->broken = true; /* committed, but the session could not be reset */
         }
