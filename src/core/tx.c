@@ -143,6 +143,12 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
                 m->cfg->retries + 1, e.message);
         qgp_backoff_sleep(m->cfg->retry_delay_s, n);
     }
+    if (s == QG_ERR_STATEMENT_TIMEOUT && atomic_load(&m->cancelled_running)) {
+        /* Our own cancel, not the statement's fault: the caller should go elsewhere. */
+        s = e.status = QG_ERR_SHUTTING_DOWN;
+        snprintf(e.message, sizeof e.message, "the service shut down while the statement ran; "
+                 "it was cancelled and rolled back: retry on another instance");
+    }
     if (s != QG_OK && err && err->status == QG_OK)
         *err = e;
     return s;
