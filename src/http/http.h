@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "querygate/querygate.h"
 
 /* ---- server.c: what main uses --------------------------------------------- */
@@ -29,6 +30,15 @@ int qg_server_port(const qg_server *s);
  * with 503, stops the daemon and frees s. NULL is allowed.
  */
 void qg_server_stop(qg_server *s, double drain_s);
+
+/* ---- probe.c: querygate --probe ------------------------------------------- */
+
+/*
+ * GET /health/ready on cfg->host:cfg->port (a wildcard address means loopback),
+ * over TLS when TLS_CERT_FILE is set, all within timeout_s. Returns 0 on a 200,
+ * else 1 after writing one line saying why to out.
+ */
+int qgh_probe(const struct qg_config *cfg, double timeout_s, FILE *out);
 
 /* ---- buf.c: growable byte buffer ------------------------------------------ */
 
@@ -55,9 +65,13 @@ char *qgh_buf_steal(qgh_buf *b, size_t *len);
 
 void qgh_log_setup(enum qg_log_format format, enum qg_log_level level);
 void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
-/* One line per request; never a body or parameter. */
+/* Names the request this thread runs in its log lines until called with NULL. */
+void qgh_log_request(const char *request_id);
+/* Whether a line at level would be written. */
+bool qgh_log_enabled(enum qg_log_level level);
+/* One line per request, at info; never a body or parameter. wait_ms: the pool wait. */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    const char *request_id);
+                    double wait_ms, const char *request_id);
 /* A qg_log_fn for qg_manager_set_log (arg unused). */
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
 
@@ -137,6 +151,9 @@ qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
 void qgh_metrics_free(qgh_metrics *mt);
 void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
                        const char *sqlstate);
+/* A worker route's wait in the worker queue (the access log's pool wait). */
+void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
+/* Whether the health check's own connection is open: the last check was healthy. */
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
 
@@ -248,7 +265,7 @@ void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call);
 
 /* Appends the /pool object. */
-void qgh_pool_json(qg_manager *m, qgh_buf *out);
+void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out);
 
 /* ---- workers.c: a FIFO of jobs for a fixed set of threads ------------------ */
 

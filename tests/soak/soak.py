@@ -142,8 +142,8 @@ def main():
     ap.add_argument("--rss-mb", type=float, default=8.0, help="tolerated RSS growth (MB)")
     ap.add_argument("--fds", type=int, default=2, help="tolerated growth in open fds")
     ap.add_argument("--pool-size", type=int, default=10,
-                    help="DB_POOL_SIZE; keep it above --threads: overflow connections are "
-                         "closed when returned (QueuePool), so fewer would measure churn")
+                    help="DB_POOL_SIZE (and so the HTTP workers); at least --threads, else "
+                         "requests queue for a worker")
     args = ap.parse_args()
 
     url = database_url()
