@@ -241,6 +241,8 @@ qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err)
         s = qgp_conn_lost(c, err, sql);
     else
         s = qgp_error_from_result(err, res);
+    if (qgp_result_fatal(res))
+        c->broken = true;
     PQclear(res);
     return s;
 }

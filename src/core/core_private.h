@@ -162,7 +162,13 @@ char *qgp_redact_conninfo(const char *conninfo);
 
 /* ---- error.c ------------------------------------------------------------ */
 
-/* Fills err from a failed PGresult (sqlstate, message, detail, hint, position). */
+/*
+ * Fills err from a failed PGresult (sqlstate, message, detail, hint, position).
+ * A FATAL or PANIC error (the server ended the session: 57P01, 25P03 idle in
+ * transaction timeout, ...) is QG_ERR_DB_UNAVAILABLE whatever its SQLSTATE.
+ */
 qg_status qgp_error_from_result(qg_error *err, const PGresult *res);
+/* True when res is an error that ended the session (severity FATAL or PANIC). */
+bool qgp_result_fatal(const PGresult *res);
 
 #endif

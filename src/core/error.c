@@ -83,10 +83,18 @@ static void copy_field(char *dst, size_t size, const char *src)
         dst[--n] = '\0';
 }
 
+bool qgp_result_fatal(const PGresult *res)
+{
+    const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+    return sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"));
+}
+
 qg_status qgp_error_from_result(qg_error *err, const PGresult *res)
 {
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    qg_status s = qg_status_from_sqlstate(st);
+    /* NOTE: libpq may hand over the session's last words before it sees the
+       socket close; whatever the SQLSTATE (25P03 is class 25), the connection is gone. */
+    qg_status s = qgp_result_fatal(res) ? QG_ERR_DB_UNAVAILABLE : qg_status_from_sqlstate(st);
     if (!err || err->status != QG_OK)
         return s;
     err->status = s;

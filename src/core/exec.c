@@ -18,6 +18,8 @@ static qg_status server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res
 {
     if (PQstatus(c->pg) != CONNECTION_OK || !res || !PQresultErrorField(res, PG_DIAG_SQLSTATE))
         return qgp_conn_lost(c, err, doing);
+    if (qgp_result_fatal(res))
+        c->broken = true;
     qg_status s = qgp_error_from_result(err, res);
     if (err && err->position)
         err->position = qgp_sql_map_position(ps, err->position);

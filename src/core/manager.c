@@ -41,6 +41,7 @@ static qg_status create(const struct qg_config *cfg, const char *role, qg_manage
     }
     atomic_init(&m->pooler, cfg->pooler == QG_POOLER_ON);
     atomic_init(&m->retries, 0);
+    atomic_init(&m->cancelled_running, false);
     pthread_mutex_init(&m->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -137,6 +138,7 @@ void qg_manager_shutdown(qg_manager *m, double grace_s)
     m->wait_head = m->wait_tail = NULL;
     if (!wait_drained_locked(m, qgp_now() + grace_s)) {
         /* Past the grace period: cancel what still runs, so it rolls back and returns. */
+        atomic_store(&m->cancelled_running, true);
         for (qg_conn *c = m->all; c; c = c->next_all)
             qg_conn_cancel(c);
         wait_drained_locked(m, qgp_now() + 5.0);

@@ -89,6 +89,7 @@ struct qg_manager {
     int checked_out;
     int waiting;
     bool shutting_down;
+    atomic_bool cancelled_running; /* shutdown's grace ran out: it cancelled what still ran */
     unsigned long long connects, recycles, timeouts, errors;
     atomic_ullong retries;
 

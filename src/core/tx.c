@@ -58,8 +58,15 @@ static qg_status commit(qg_conn *c, qg_error *err)
             if (!committed)
                 s = qg_error_set(err, QG_ERR_INTERNAL, "the server rolled the transaction back at COMMIT");
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && s == QG_OK) {
-            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE))
+            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
                 s = qgp_error_from_result(err, res);
+                /* NOTE: the session ended as COMMIT went out: whether it applied is unknown. */
+                if (qgp_result_fatal(res)) {
+                    c->broken = true;
+                    if (err)
+                        err->outcome_unknown = true;
+                }
+            }
             else if (!first)
                 c->broken = true; /* committed, but the session could not be reset */
         }
@@ -135,6 +142,12 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
         qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", n + 2,
                 m->cfg->retries + 1, e.message);
         qgp_backoff_sleep(m->cfg->retry_delay_s, n);
+    }
+    if (s == QG_ERR_STATEMENT_TIMEOUT && atomic_load(&m->cancelled_running)) {
+        /* Our own cancel, not the statement's fault: the caller should go elsewhere. */
+        s = e.status = QG_ERR_SHUTTING_DOWN;
+        snprintf(e.message, sizeof e.message, "the service shut down while the statement ran; "
+                 "it was cancelled and rolled back: retry on another instance");
     }
     if (s != QG_OK && err && err->status == QG_OK)
         *err = e;

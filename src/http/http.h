@@ -2,6 +2,8 @@
 #ifndef QG_HTTP_H
 #define QG_HTTP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -215,12 +217,55 @@ struct qgh_ctx {
     qgh_metrics *metrics;
 };
 
+/* ---- watch.c: clients that hang up while their request runs ---------------- */
+
+/* What a request runs on the database, so that it can be cancelled. */
+struct qgh_cancel {
+    pthread_mutex_t mu;  /* held while conn is set or cancelled */
+    qg_conn *conn;       /* running one of the request's statements, else NULL */
+    atomic_bool gone;    /* the client hung up */
+};
+
+void qgh_cancel_init(struct qgh_cancel *cs);
+void qgh_cancel_destroy(struct qgh_cancel *cs);
+
+/*
+ * qg_exec that the watcher can cancel; once the client is gone it fails at once
+ * (QG_ERR_STATEMENT_TIMEOUT), so a retried transaction does not run again. cs may be NULL.
+ */
+qg_status qgh_exec(struct qgh_cancel *cs, qg_conn *c, const char *sql, const qg_params *params,
+                   const struct qg_exec_options *opt, qg_result **out,
+                   qg_error *err) QG_MUSTCHECK;
+
+/* True when the peer of socket fd closed or shut down its side (no wait). */
+bool qgh_client_gone(int fd);
+
+/* One watched request; lives in the request, linked while it runs. */
+struct qgh_watch_entry {
+    struct qgh_watch_entry *next;
+    int fd;
+    struct qgh_cancel *cancel;
+    bool cancelling; /* the watcher is cancelling its statement right now */
+};
+
+typedef struct qgh_watch qgh_watch;
+
+/* One thread watching the sockets of running requests. Free with qgh_watch_free. */
+qg_status qgh_watch_new(qgh_watch **out, qg_error *err) QG_MUSTCHECK;
+/* From now until qgh_watch_remove: a hang-up on fd sets cs->gone and cancels cs->conn. */
+void qgh_watch_add(qgh_watch *w, struct qgh_watch_entry *e, int fd, struct qgh_cancel *cs);
+/* Stops watching e; once it returns the watcher no longer touches e or its cancel. */
+void qgh_watch_remove(qgh_watch *w, struct qgh_watch_entry *e);
+/* Stops the thread (nothing may be watched any more) and frees w. NULL is allowed. */
+void qgh_watch_free(qgh_watch *w);
+
 /* One request as a handler sees it. */
 struct qgh_call {
     const char *body;   /* NUL-terminated; len bytes (may contain NULs) */
     size_t len;
     const char *request_id;
     struct qgh_reply *reply;
+    struct qgh_cancel *cancel; /* for qgh_exec; NULL for handlers run inline */
 };
 
 typedef void (*qgh_handler)(const struct qgh_ctx *ctx, struct qgh_call *call);

@@ -7,6 +7,7 @@
 /* What one transaction attempt produced; reset at the start of each attempt. */
 struct run {
     const struct qgh_statement *st;
+    struct qgh_cancel *cancel;
     struct qg_exec_options opt;
     long max_bytes;        /* MAX_RESULT_BYTES, for RETURNING rows summed over a batch */
     bool collect;          /* /insert: keep RETURNING rows and the id */
@@ -30,7 +31,7 @@ static qg_status run_query(qg_conn *c, void *arg, qg_error *err)
 {
     struct run *r = arg;
     run_reset(r);
-    return qg_exec(c, r->st->sql, r->st->sets[0], &r->opt, &r->res, err);
+    return qgh_exec(r->cancel, c, r->st->sql, r->st->sets[0], &r->opt, &r->res, err);
 }
 
 /* Adds a result's rows ("[{...},{...}]") to the concatenation. */
@@ -66,7 +67,7 @@ static qg_status run_writes(qg_conn *c, void *arg, qg_error *err)
     run_reset(r);
     for (size_t i = 0; i < r->st->nsets; i++) {
         qg_result *res = NULL;
-        qg_status s = qg_exec(c, r->st->sql, r->st->sets[i], &r->opt, &res, err);
+        qg_status s = qgh_exec(r->cancel, c, r->st->sql, r->st->sets[i], &r->opt, &res, err);
         if (s == QG_OK) {
             r->affected += qg_result_affected_rows(res);
             if (r->collect)
@@ -125,7 +126,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         qgh_statement_free(&st);
         return;
     }
-    struct run r = {.st = &st, .collect = kind == INSERT,
+    struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT,
                     .max_bytes = ctx->cfg->max_result_bytes};
     r.opt.numbers_as_strings = st.numbers_as_strings;
     struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};

@@ -6,6 +6,7 @@
 
 struct tx_run {
     const struct qgh_tx_body *tx;
+    struct qgh_cancel *cancel;
     struct qg_exec_options opt;
     long max_bytes;
     qgh_buf out; /* the results array's elements, comma-joined */
@@ -32,8 +33,8 @@ static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
     qgh_buf_free(&t->out);
     for (size_t i = 0; i < t->tx->n; i++) {
         qg_result *res = NULL;
-        qg_status s = qg_exec(c, t->tx->stmts[i].sql, t->tx->stmts[i].params, &t->opt, &res,
-                              err);
+        qg_status s = qgh_exec(t->cancel, c, t->tx->stmts[i].sql, t->tx->stmts[i].params,
+                               &t->opt, &res, err);
         if (s == QG_OK) {
             append_result(&t->out, res);
             if (t->out.oom)
@@ -65,7 +66,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
         qgh_tx_body_free(&tx);
         return;
     }
-    struct tx_run t = {.tx = &tx, .max_bytes = ctx->cfg->max_result_bytes};
+    struct tx_run t = {.tx = &tx, .cancel = call->cancel, .max_bytes = ctx->cfg->max_result_bytes};
     t.opt.numbers_as_strings = tx.numbers_as_strings;
     qgh_buf_init(&t.out);
     qg_status s = qg_transaction(ctx->m, &tx.opt, run_tx, &t, &err);

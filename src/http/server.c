@@ -29,6 +29,7 @@ struct qg_server {
     qgh_workers *workers;
     qgh_cors *cors;
     qgh_conns *conns;
+    qgh_watch *watch;
     struct MHD_Daemon *daemon;
     int port;
     atomic_bool draining;
@@ -62,7 +63,25 @@ struct request {
     char request_id[QGH_REQUEST_ID_MAX + 1];
     qgh_buf body;
     struct qgh_reply reply;
+    struct qgh_cancel cancel;       /* the client hung up: cancel what runs */
+    struct qgh_watch_entry watch;
 };
+
+/* Every decided request is counted and logged here, once: when queued, or when its client left first. */
+static void count_and_log(qg_server *s, struct request *r)
+{
+    struct qgh_reply *rep = &r->reply;
+    r->state = REQ_SENT;
+    double secs = qgh_now() - r->start;
+    qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
+    if (r->queued_at > 0)
+        qgh_metrics_queue_wait(s->ctx.metrics, r->wait_s);
+    if (rep->status == 500)
+        qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
+                r->request_id, rep->message);
+    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
+                   r->request_id);
+}
 
 static void add_header(void *arg, const char *name, const char *value)
 {
@@ -92,18 +111,7 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
     qgh_cors_headers(s->cors, r->origin, rep, add_header, resp);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
-    r->state = REQ_SENT;
-
-    /* Every answered request is counted and logged here, and only here. */
-    double secs = qgh_now() - r->start;
-    qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
-    if (r->queued_at > 0)
-        qgh_metrics_queue_wait(s->ctx.metrics, r->wait_s);
-    if (rep->status == 500)
-        qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
-                r->request_id, rep->message);
-    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
-                   r->request_id);
+    count_and_log(s, r);
     return ok;
 }
 
@@ -114,15 +122,45 @@ static void job_done(struct request *r)
     MHD_resume_connection(r->conn);
 }
 
+/* For the log and the metrics only: nobody is left to read it (nginx's 499). */
+static void client_gone_reply(struct qgh_reply *rep)
+{
+    static const char body[] = "{\"error\":{\"code\":\"client_closed_request\",\"message\":"
+                               "\"the client closed the connection; its statement was cancelled\"}}";
+    qgh_reply_reset(rep);
+    qgh_buf b;
+    qgh_buf_init(&b);
+    qgh_buf_append(&b, body, sizeof body - 1);
+    qgh_reply_json(rep, 499, &b);
+    rep->close = true;
+}
+
 static void job_run(struct qgh_job *job)
 {
     struct request *r = (struct request *)job;
+    qg_server *s = r->srv;
     r->wait_s = qgh_now() - r->queued_at;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? (int)ci->connect_fd : -1;
+    bool watched = false;
+    if (fd >= 0 && qgh_client_gone(fd)) {
+        atomic_store(&r->cancel.gone, true); /* left while queued: nothing to run */
+    } else if (fd >= 0) {
+        qgh_watch_add(s->watch, &r->watch, fd, &r->cancel);
+        watched = true;
+    }
     struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                            &r->reply};
+                            &r->reply, &r->cancel};
     qgh_log_request(r->request_id);
-    r->route->handler(&r->srv->ctx, &call);
+    if (!atomic_load(&r->cancel.gone))
+        r->route->handler(&s->ctx, &call);
     qgh_log_request(NULL);
+    if (watched)
+        qgh_watch_remove(s->watch, &r->watch);
+    /* What completed stays logged as it was (a committed write is a 200). */
+    if (atomic_load(&r->cancel.gone) && (r->reply.status == 0 || r->reply.status >= 400))
+        client_gone_reply(&r->reply);
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
     job_done(r);
@@ -158,7 +196,7 @@ static enum MHD_Result run(qg_server *s, struct request *r)
 {
     if (!(r->route->flags & QGH_WORKER)) {
         struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                                &r->reply};
+                                &r->reply, NULL};
         r->route->handler(&s->ctx, &call);
         if (!r->reply.status)
             qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
@@ -229,6 +267,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         return MHD_NO;
     atomic_fetch_add(&s->open_requests, 1);
     *req_cls = r;
+    qgh_cancel_init(&r->cancel);
     r->srv = s;
     r->conn = c;
     r->start = qgh_now();
@@ -307,8 +346,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (!r)
         return;
     qgh_conns_answered(s->conns, r->guard);
+    if (r->state == REQ_DONE)
+        count_and_log(s, r); /* answered, but the connection closed before it went out */
     qgh_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
+    qgh_cancel_destroy(&r->cancel);
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->open_requests, 1);
@@ -521,11 +563,14 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server 
     if (st == QG_OK)
         st = qgh_workers_new(threads, cfg->pool_timeout_s, &s->workers, err);
     if (st == QG_OK)
+        st = qgh_watch_new(&s->watch, err);
+    if (st == QG_OK)
         st = start_daemon(s, err);
     if (st != QG_OK) {
         qgh_workers_free(s->workers);
         qgh_conns_free(s->conns);
         qgh_cors_free(s->cors);
+        qgh_watch_free(s->watch);
         qgh_metrics_free(s->ctx.metrics);
         free(s);
         return st;
@@ -563,6 +608,7 @@ void qg_server_stop(qg_server *s, double drain_s)
         qg_manager_shutdown(s->ctx.m, 0);
     }
     qgh_workers_free(s->workers);
+    qgh_watch_free(s->watch); /* after the workers: nothing is watched any more */
     wait_requests(s, 1.0);
     MHD_stop_daemon(s->daemon);
     qgh_conns_free(s->conns);

@@ -207,6 +207,49 @@ static void serialization_failure_retried(void)
     CHECK_INT(s1.calls + s2.calls, 3); /* exactly one of them ran twice */
 }
 
+struct idler {
+    int calls;
+    bool then_exec; /* a statement follows the idle time, else only COMMIT */
+};
+
+/* The first call idles in its transaction past a 100 ms timeout: the server ends the session. */
+static qg_status idle_too_long(qg_conn *c, void *arg, qg_error *err)
+{
+    struct idler *id = arg;
+    qg_result *r = NULL;
+    qg_status s = QG_OK;
+    if (id->calls++ == 0) {
+        s = qg_exec(c, "SELECT set_config('idle_in_transaction_session_timeout', '100', false)",
+                    NULL, NULL, &r, err);
+        qg_result_free(r);
+        r = NULL;
+        usleep(400000);
+    }
+    if (s == QG_OK && id->then_exec)
+        s = qg_exec(c, "SELECT 1", NULL, NULL, &r, err);
+    qg_result_free(r);
+    return s;
+}
+
+/* 25P03 arrives as a FATAL error result: a lost connection (retried), not an SQL error. */
+static void idle_in_transaction_timeout(void)
+{
+    struct idler id = {0, true};
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_transaction(mgr, NULL, idle_too_long, &id, &err), QG_OK);
+    CHECK_INT(id.calls, 2);
+    /* Killed with only COMMIT to go: it may or may not have applied, so never run again. */
+    struct idler at_commit = {0, false};
+    qg_error_clear(&err);
+    CHECK_INT(qg_transaction(mgr, NULL, idle_too_long, &at_commit, &err), QG_ERR_DB_UNAVAILABLE);
+    CHECK(err.outcome_unknown);
+    CHECK_INT(at_commit.calls, 1);
+    qg_result *r;
+    CHECK(qg_query(mgr, "SELECT 1", NULL, &r, NULL) == QG_OK);
+    qg_result_free(r);
+}
+
 static int flaky_calls;
 static qg_status flaky(void *arg, qg_error *err)
 {
@@ -278,6 +321,7 @@ int main(void)
     RUN(all_or_nothing);
     RUN(retry_after_killed_backend);
     RUN(serialization_failure_retried);
+    RUN(idle_in_transaction_timeout);
     RUN(with_retry);
     RUN(health);
     RUN(global_manager);

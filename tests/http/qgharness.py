@@ -48,6 +48,28 @@ def admin_sql(sql):
     return out.stdout.strip()
 
 
+def cluster(action):
+    """Stops or starts the test cluster (only in tests named *_fault* / *_restart*)."""
+    tool, pgdir = os.environ.get("QG_TEST_PGCLUSTER"), os.environ.get("QG_TEST_PG_DIR")
+    if not tool or not pgdir:
+        skip("QG_TEST_PGCLUSTER/QG_TEST_PG_DIR are not set; run the suite with scripts/test")
+    out = subprocess.run([tool, action, pgdir], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError("pgcluster %s failed: %s" % (action, out.stderr))
+
+
+def proc_stats(pid):
+    """Threads, open file descriptors and resident memory (kB) of a process, from /proc."""
+    rss = threads = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return {"threads": threads, "fds": len(os.listdir("/proc/%d/fd" % pid)), "rss_kb": rss}
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -7,8 +7,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import (Server, binary, check, check_error, check_ok, database_url,  # noqa: E402
-                       run_tests)
+from qgharness import (Server, admin_sql, binary, check, check_error, check_ok,  # noqa: E402
+                       database_url, run_tests)
+
+T = "t_limits_%d" % os.getpid()
 
 
 def test_result_too_large_rows():
@@ -62,36 +64,85 @@ def test_pool_timeout_and_statement_timeout():
         s.stop()
 
 
-def test_drain_on_sigterm():
-    s = Server(SHUTDOWN_TIMEOUT=10)
+def app_url(app):
+    """DATABASE_URL under an application_name of its own, to find the service's backends."""
+    url = database_url()
+    return url + ("&" if "?" in url else "?") + "application_name=" + app
+
+
+def backends(app):
+    return int(admin_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
+                         % app))
+
+
+def no_backends_left(app):
+    """The service exited: its backends go too (they leave a moment after the socket closes)."""
+    deadline = time.time() + 3
+    while backends(app) and time.time() < deadline:
+        time.sleep(0.05)
+    check(backends(app) == 0, "connections of the service left after exit: %s" %
+          admin_sql("SELECT state, query FROM pg_stat_activity WHERE application_name = '%s'"
+                    % app))
+
+
+def drain(sig):
+    """In flight: finished and committed; open connections: 503; new ones: refused; exit 0."""
+    app = "qg_drain_%d_%d" % (os.getpid(), sig)
+    admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (k text); GRANT ALL ON {t} TO qg"
+              .format(t=T))
+    s = Server(SHUTDOWN_TIMEOUT=10, DATABASE_URL=app_url(app))
     idle = s.connection()
     check_ok(s.request("GET", "/health/live", conn=idle))
+    check_ok(s.get("/health"))  # the health connection is open too
     result = {}
 
     def slow():
-        result["r"] = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(1) AS s"},
-                                conn=s.connection())
+        result["r"] = s.request("POST", "/transaction", conn=s.connection(), body={
+            "statements": [{"sql": "INSERT INTO %s (k) VALUES ('in flight')" % T},
+                           {"sql": "SELECT pg_sleep(1) AS s"}]})
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.3)
-    s.proc.send_signal(signal.SIGTERM)
+    check(backends(app) >= 2, "pool and health connections: %d" % backends(app))
+    s.proc.send_signal(sig)
     time.sleep(0.2)
     # An open connection is still served, with 503 shutting_down.
     r = s.request("GET", "/pool", conn=idle)
     check_error(r, 503, "shutting_down")
+    refused = False
+    try:
+        s.request("GET", "/health/live", conn=s.connection())
+    except ConnectionRefusedError:
+        refused = True
+    check(refused, "a new connection was accepted while draining")
     t.join()
     check_ok(result["r"], "the request in flight finished")
     check(s.stop() == 0, "exit code")
     check(any("draining" in line for line in s.lines), "no drain log line")
+    no_backends_left(app)
+    check(admin_sql("SELECT count(*) FROM %s WHERE k = 'in flight'" % T) == "1", "not committed")
+    admin_sql("DROP TABLE %s" % T)
+
+
+def test_drain_on_sigterm():
+    drain(signal.SIGTERM)
+
+
+def test_drain_on_sigint():
+    drain(signal.SIGINT)
 
 
 def test_drain_timeout_cancels():
-    s = Server(SHUTDOWN_TIMEOUT=0.5)
+    app = "qg_drain_cancel_%d" % os.getpid()
+    admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (k text); GRANT ALL ON {t} TO qg"
+              .format(t=T))
+    s = Server(SHUTDOWN_TIMEOUT=0.5, DATABASE_URL=app_url(app))
     result = {}
 
     def slow():
-        result["r"] = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(30)"},
-                                conn=s.connection())
+        result["r"] = s.request("POST", "/transaction", conn=s.connection(), body={
+            "statements": [{"sql": "INSERT INTO %s (k) VALUES ('cut')" % T},
+                           {"sql": "SELECT pg_sleep(30)"}]})
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.3)
@@ -100,8 +151,12 @@ def test_drain_timeout_cancels():
     rc = s.proc.wait(15)
     check(rc == 0 and time.time() - t0 < 10, "rc %s after %.1fs" % (rc, time.time() - t0))
     t.join(10)
-    r = result.get("r")
-    check(r is None or r.status >= 500, r)
+    # Cancelled by the shutdown, not by its own timeout: go elsewhere, it was rolled back.
+    e = check_error(result.get("r"), 503, "shutting_down", "the cut request")
+    check("rolled back" in e["message"], e)
+    no_backends_left(app)
+    check(admin_sql("SELECT count(*) FROM %s" % T) == "0", "the cut transaction was committed")
+    admin_sql("DROP TABLE %s" % T)
 
 
 def run_binary(env_extra, args=()):
