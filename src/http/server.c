@@ -44,6 +44,7 @@ struct request {
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
+    struct qgh_principal who;
     qgh_buf body;
     struct qgh_reply reply;
 };
@@ -66,6 +67,8 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
     }
     if (rep->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->www_authenticate)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
     if (rep->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
@@ -93,7 +96,7 @@ static void job_run(struct qgh_job *job)
 {
     struct request *r = (struct request *)job;
     struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                            &r->reply};
+                            &r->who, &r->reply};
     r->route->handler(&r->srv->ctx, &call);
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
@@ -118,7 +121,7 @@ static enum MHD_Result run(qg_server *s, struct request *r)
 {
     if (!(r->route->flags & QGH_WORKER)) {
         struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                                &r->reply};
+                                &r->who, &r->reply};
         r->route->handler(&s->ctx, &call);
         if (!r->reply.status)
             qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
@@ -202,8 +205,11 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .content_length = len,
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
+        .auth = s->ctx.auth,
+        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_AUTHORIZATION),
     };
-    r->route = qgh_dispatch_head(&head, &r->endpoint, &r->reply);
+    r->route = qgh_dispatch_head(&head, &r->endpoint, &r->who, &r->reply);
     if (r->route) {
         /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
         if (len > 0)
@@ -330,8 +336,8 @@ static qg_status start_daemon(qg_server *s, qg_error *err)
     return QG_OK;
 }
 
-qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server **out,
-                          qg_error *err)
+qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *auth,
+                          qg_server **out, qg_error *err)
 {
     *out = NULL;
     qg_server *s = calloc(1, sizeof *s);
@@ -339,6 +345,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server 
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
     s->ctx.cfg = cfg;
     s->ctx.m = m;
+    s->ctx.auth = auth;
     const char *names[32];
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)
