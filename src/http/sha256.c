@@ -77,6 +77,7 @@ void qgh_sha256(const void *data, size_t len, unsigned char out[QGH_SHA256_LEN])
     compress(h, tail);
     if (tlen == 128)
         compress(h, tail + 64);
+    explicit_bzero(tail, sizeof tail); /* it held the end of a key */
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (unsigned char)(h[i] >> 24);
         out[4 * i + 1] = (unsigned char)(h[i] >> 16);

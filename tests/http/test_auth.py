@@ -326,5 +326,43 @@ def test_keys_only_hashed_in_the_process(st):
     check(re.search(rb"(^|\0)API_KEYS=\**\0", env) and ADMIN.encode() not in env, "API_KEYS")
 
 
+def test_answers_match_spec(st):
+    """401, 403 and the brief probe answers as openapi.yaml describes them."""
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        print("  (skipped: python3-yaml is not installed)")
+        return
+    import test_openapi as spec_check
+    with open(spec_check.SPEC_PATH) as f:
+        spec = yaml.safe_load(f)
+    s = st.s
+    answers = [
+        ("post", "/query", s.post("/query", {"sql": "SELECT 1"})),
+        ("post", "/query", s.post("/query", {"sql": "SELECT 1"}, headers=bearer(READ + "x"))),
+        ("post", "/query", s.post("/query", {"sql": "SELECT 1"}, headers={"Authorization": "Bearer"})),
+        ("post", "/update", s.post("/update", {"sql": "SELECT 1"}, headers=bearer(READ))),
+        ("get", "/pool", s.get("/pool")),
+        ("get", "/metrics", s.get("/metrics", headers=bearer(WRITE))),
+        ("get", "/health", s.get("/health", headers=bearer(READ))),
+        ("get", "/health/ready", s.get("/health/ready")),
+        ("get", "/health/ready", s.get("/health/ready", headers=bearer(ADMIN))),
+    ]
+    for method, path, r in answers:
+        op = spec["paths"][path][method]
+        resp = op["responses"].get(str(r.status))
+        check(resp is not None, "%s %s: %d not documented" % (method, path, r.status))
+        resp = spec_check.resolve(spec, resp)
+        spec_check.validate(spec, resp["content"]["application/json"]["schema"], r.json)
+        for name, h in resp.get("headers", {}).items():
+            h = spec_check.resolve(spec, h)
+            v = r.header(name)
+            check(v or not h.get("required"), "%s %s -> %d: no %s" % (method, path, r.status, name))
+            if v and "pattern" in h["schema"]:
+                check(re.search(h["schema"]["pattern"], v), (name, v))
+        if r.status in (401, 403):
+            check(op.get("security"), "%s %s has no security requirement" % (method, path))
+
+
 if __name__ == "__main__":
     run_tests(dict(globals()), setup, teardown)
