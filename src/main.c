@@ -26,10 +26,13 @@ static const struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: querygate [--host HOST] [--port PORT] [--threads N] [--help] [--version]\n"
+            "usage: querygate [--host HOST] [--port PORT] [--threads N] [--probe] [--help] "
+            "[--version]\n"
             "  --host     HOST, the address to listen on\n"
             "  --port     PORT (0: any free port; the log says which)\n"
             "  --threads  HTTP_THREADS, workers that run statements\n"
+            "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
+            "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
             "SIGHUP reloads API_KEYS_FILE; SIGTERM or SIGINT drains and stops.\n\n"
             "Environment:\n");
@@ -50,6 +53,8 @@ static int parse_flags(int argc, char **argv, struct qg_config *cfg)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--probe"))
+            continue;
         size_t k = 0, n = sizeof flags / sizeof flags[0];
         size_t flen = 0;
         for (; k < n; k++) {
@@ -76,12 +81,14 @@ static int parse_flags(int argc, char **argv, struct qg_config *cfg)
     return -1;
 }
 
-/* "http://127.0.0.1:8080", brackets around an IPv6 literal. */
+/* "http://127.0.0.1:8080" (https:// with TLS), brackets around an IPv6 literal. */
 static void listen_url(const struct qg_config *cfg, int port, char *out, size_t size)
 {
     const char *host = cfg->host && *cfg->host ? cfg->host : "0.0.0.0";
     bool v6 = strchr(host, ':') && host[0] != '[';
-    snprintf(out, size, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
+    snprintf(out, size, "%s://%s%s%s:%d", tls ? "https" : "http", v6 ? "[" : "", host,
+             v6 ? "]" : "", port);
 }
 
 /*
@@ -154,6 +161,17 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     return 0;
 }
 
+/* The seconds a probe may take; Docker's HEALTHCHECK --timeout is longer. */
+#define PROBE_TIMEOUT_S 3.0
+
+static bool probe_mode(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--probe"))
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     /* Blocked here, before any thread exists, so that only sigwait() sees them. */
@@ -171,21 +189,25 @@ int main(int argc, char **argv)
             !strcmp(argv[i], "--version"))
             return print_info(argv[i]);
 
+    /* NOTE: a probe exits 1 on any failure: Docker reserves exit code 2. */
+    bool probe = probe_mode(argc, argv);
     struct qg_config cfg;
     qg_error err;
     qg_error_clear(&err);
     if (qg_config_load(&cfg, environ, &err) != QG_OK) {
         fprintf(stderr, "querygate: %s\n", err.message);
-        return 2;
+        return probe ? 1 : 2;
     }
     int rc = parse_flags(argc, argv, &cfg);
     if (rc < 0 && qg_config_check(&cfg, &err) != QG_OK) {
         fprintf(stderr, "querygate: %s\n", err.message);
         rc = 2;
     }
+    if (rc < 0 && probe)
+        rc = qgh_probe(&cfg, PROBE_TIMEOUT_S, stderr);
     if (rc >= 0) {
         qg_config_free(&cfg);
-        return rc;
+        return probe && rc ? 1 : rc;
     }
     qgh_log_setup(cfg.log_format, cfg.log_level);
     if (!cfg.database_url || !*cfg.database_url) {

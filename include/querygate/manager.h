@@ -70,6 +70,7 @@ struct qg_pool_stats {
     unsigned long long timeouts; /* checkouts that gave up */
     unsigned long long errors;   /* failed connection attempts */
     unsigned long long retries;  /* transactions run again */
+    int health_connection;       /* 1 while the health check's own connection is open */
 };
 void qg_pool_stats(qg_manager *m, struct qg_pool_stats *out);
 

@@ -90,37 +90,40 @@ void qgp_buf_printf(qgp_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n)
+char *qgp_json_escape_byte(char *o, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
+    if (c >= 0x20 && c != '"' && c != '\\') {
+        *o++ = (char)c;
+        return o;
+    }
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    default:
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4];
+        o[4] = hex[c & 15];
+        o += 5;
+    }
+    return o;
+}
+
+void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n)
+{
     /* NOTE: worst case 6 bytes per input byte; reserving it once keeps the loop branch-light. */
     if (n > (SIZE_MAX - 2) / 6 || !qgp_buf_reserve(b, n * 6 + 2))
         return;
     char *o = b->data + b->len;
     *o++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
-        *o++ = '\\';
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        default:
-            *o++ = 'u';
-            *o++ = '0';
-            *o++ = '0';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        o = qgp_json_escape_byte(o, (unsigned char)s[i]);
     *o++ = '"';
     *o = '\0';
     b->len = (size_t)(o - b->data);

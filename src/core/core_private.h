@@ -25,6 +25,8 @@ void qgp_buf_append(qgp_buf *b, const char *s, size_t n);
 void qgp_buf_puts(qgp_buf *b, const char *s);
 void qgp_buf_putc(qgp_buf *b, char c);
 void qgp_buf_printf(qgp_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
+/* Writes byte c JSON-escaped at o (room for 6 bytes); returns the new end. */
+char *qgp_json_escape_byte(char *o, unsigned char c);
 /* Appends s as a JSON string, quotes included (UTF-8 passed through). */
 void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
 /* Hands the data to the caller (malloc'd, caller frees); b is left empty. */

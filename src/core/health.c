@@ -70,6 +70,7 @@ void qg_health_check(qg_manager *m, struct qg_health *out)
     double t0 = qgp_now();
     out->healthy = round_trip(m, out->error, sizeof out->error);
     out->latency_ms = (qgp_now() - t0) * 1000.0;
+    atomic_store(&m->health_open, m->health_pg && PQstatus(m->health_pg) == CONNECTION_OK);
     pthread_mutex_unlock(&m->health_pg_lock);
     size_t n = strlen(out->error);
     while (n && (out->error[n - 1] == '\n' || out->error[n - 1] == ' '))

@@ -109,6 +109,7 @@ struct qg_manager {
     struct qg_health health_cached;
     pthread_mutex_t health_pg_lock;
     PGconn *health_pg;          /* dedicated: a probe never waits for the pool */
+    atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
 
 double qgp_now(void);                      /* monotonic seconds */

@@ -294,4 +294,5 @@ void qg_pool_stats(qg_manager *m, struct qg_pool_stats *out)
     out->timeout_s = m->cfg->pool_timeout_s;
     out->recycle_s = m->cfg->pool_recycle_s;
     out->retries = atomic_load(&m->retries);
+    out->health_connection = atomic_load(&m->health_open);
 }

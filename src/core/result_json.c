@@ -53,32 +53,6 @@ static enum kind kind_of(Oid type)
 
 /* ---- strings ------------------------------------------------------------ */
 
-/* Writes c JSON-escaped at o (room for 6 bytes); returns the new end. */
-static char *escape_byte(char *o, unsigned char c)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (c >= 0x20 && c != '"' && c != '\\') {
-        *o++ = (char)c;
-        return o;
-    }
-    *o++ = '\\';
-    switch (c) {
-    case '"': *o++ = '"'; break;
-    case '\\': *o++ = '\\'; break;
-    case '\n': *o++ = 'n'; break;
-    case '\r': *o++ = 'r'; break;
-    case '\t': *o++ = 't'; break;
-    case '\b': *o++ = 'b'; break;
-    case '\f': *o++ = 'f'; break;
-    default:
-        memcpy(o, "u00", 3);
-        o[3] = hex[c >> 4];
-        o[4] = hex[c & 15];
-        o += 5;
-    }
-    return o;
-}
-
 /*
  * Appends s as a JSON string. With pg_escapes, a backslash makes the next byte
  * literal, as in a quoted array element ("x\"y" is x"y).
@@ -96,7 +70,7 @@ static void put_string(qgp_buf *out, const char *s, size_t n, bool pg_escapes)
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '\\' && i + 1 < n)
             i++;
-        o = escape_byte(o, (unsigned char)s[i]);
+        o = qgp_json_escape_byte(o, (unsigned char)s[i]);
     }
     *o++ = '"';
     *o = '\0';

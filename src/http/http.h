@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "querygate/querygate.h"
 
 /* ---- server.c: what main uses --------------------------------------------- */
@@ -30,6 +31,15 @@ int qg_server_port(const qg_server *s);
  */
 void qg_server_stop(qg_server *s, double drain_s);
 
+/* ---- probe.c: querygate --probe ------------------------------------------- */
+
+/*
+ * GET /health/ready on cfg->host:cfg->port (a wildcard address means loopback),
+ * over TLS when TLS_CERT_FILE is set, all within timeout_s. Returns 0 on a 200,
+ * else 1 after writing one line saying why to out.
+ */
+int qgh_probe(const struct qg_config *cfg, double timeout_s, FILE *out);
+
 /* ---- buf.c: growable byte buffer ------------------------------------------ */
 
 /* Remembers an allocation failure (oom) instead of reporting each append. */
@@ -55,9 +65,13 @@ char *qgh_buf_steal(qgh_buf *b, size_t *len);
 
 void qgh_log_setup(enum qg_log_format format, enum qg_log_level level);
 void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
-/* One line per request; never a body or parameter. */
+/* Names the request this thread runs in its log lines until called with NULL. */
+void qgh_log_request(const char *request_id);
+/* Whether a line at level would be written. */
+bool qgh_log_enabled(enum qg_log_level level);
+/* One line per request, at info; never a body or parameter. wait_ms: the pool wait. */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    const char *request_id);
+                    double wait_ms, const char *request_id);
 /* A qg_log_fn for qg_manager_set_log (arg unused). */
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
 
@@ -74,6 +88,9 @@ struct qgh_reply {
     const char *www_authenticate; /* static WWW-Authenticate header or NULL */
     bool close;               /* Connection: close */
     char sqlstate[6];         /* for the db error metrics; "" if none */
+    bool preflight;           /* a CORS preflight answer: the two fields below are sent */
+    const char *cors_methods; /* static: Access-Control-Allow-Methods */
+    char cors_headers[128];   /* Access-Control-Allow-Headers */
     char message[256];        /* internal_error's cause, logged with the request id */
 };
 
@@ -188,8 +205,59 @@ qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
 void qgh_metrics_free(qgh_metrics *mt);
 void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
                        const char *sqlstate);
+/* A worker route's wait in the worker queue (the access log's pool wait). */
+void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
+/* Whether the health check's own connection is open: the last check was healthy. */
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
+
+/* ---- cors.c: CORS_ALLOW_ORIGINS ------------------------------------------ */
+
+typedef struct qgh_cors qgh_cors;
+struct qgh_head;
+
+/*
+ * Parses spec (comma-separated exact origins such as https://app.example.com,
+ * or "*"). NULL or empty: *out is NULL (no CORS headers at all). *out is new;
+ * qgh_cors_free frees it.
+ */
+qg_status qgh_cors_new(const char *spec, qgh_cors **out, qg_error *err) QG_MUSTCHECK;
+void qgh_cors_free(qgh_cors *c);
+bool qgh_cors_allows(const qgh_cors *c, const char *origin);
+
+/*
+ * A preflight (OPTIONS with Origin and Access-Control-Request-Method, CORS
+ * configured): fills rep (204, or 403 for an origin not allowed) and returns
+ * true. methods: the path's Allow value. Anything else: false, rep untouched.
+ */
+bool qgh_cors_preflight(const struct qgh_head *h, const char *methods, struct qgh_reply *rep);
+
+/* Receives one response header. */
+typedef void (*qgh_header_fn)(void *arg, const char *name, const char *value);
+/* The CORS headers of any response to a request from origin (NULL: none sent). */
+void qgh_cors_headers(const qgh_cors *c, const char *origin, const struct qgh_reply *rep,
+                      qgh_header_fn add, void *arg);
+
+/* ---- conns.c: connection cap and request deadline ------------------------- */
+
+typedef struct qgh_conns qgh_conns;
+struct qgh_conn;
+
+/* Starts the sweeper thread. *out is new; qgh_conns_free stops and frees it. */
+qg_status qgh_conns_new(int max_connections, int timeout_s, qgh_conns **out,
+                        qg_error *err) QG_MUSTCHECK;
+void qgh_conns_free(qgh_conns *g);
+/* Whether another connection may open (HTTP_MAX_CONNECTIONS); counts refusals for the log. */
+bool qgh_conns_admit(qgh_conns *g);
+/* A connection opened on fd (-1: unknown, only counted): its first request must arrive
+   within the timeout. Returns NULL when untracked; qgh_conns_close frees it. */
+struct qgh_conn *qgh_conns_open(qgh_conns *g, int fd);
+/* Before fd is closed. c may be NULL (tracking it ran out of memory). */
+void qgh_conns_close(qgh_conns *g, struct qgh_conn *c);
+/* The request (head and body) is complete: no deadline while it is answered. */
+void qgh_conns_arrived(struct qgh_conn *c);
+/* The answer is done: the next request's deadline starts. */
+void qgh_conns_answered(qgh_conns *g, struct qgh_conn *c);
 
 /* ---- router.c ------------------------------------------------------------- */
 
@@ -239,6 +307,10 @@ struct qgh_head {
     long max_body;
     qgh_auth *auth;
     const char *authorization;  /* the Authorization header or NULL */
+    const struct qgh_cors *cors; /* NULL: CORS not configured */
+    const char *origin;          /* the headers a preflight uses; NULL if absent */
+    const char *cors_method;     /* Access-Control-Request-Method */
+    const char *cors_headers;    /* Access-Control-Request-Headers */
 };
 
 /*
@@ -266,7 +338,7 @@ void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call);
 
 /* Appends the /pool object. */
-void qgh_pool_json(qg_manager *m, qgh_buf *out);
+void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out);
 
 /* ---- workers.c: a FIFO of jobs for a fixed set of threads ------------------ */
 

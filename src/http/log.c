@@ -8,11 +8,23 @@
 
 static enum qg_log_format log_format = QG_LOG_TEXT;
 static enum qg_log_level log_level = QG_LOG_INFO;
+/* The request a worker thread is running, so the core's lines (DB_ECHO, retries) name it. */
+static _Thread_local const char *thread_request_id;
 
 void qgh_log_setup(enum qg_log_format format, enum qg_log_level level)
 {
     log_format = format;
     log_level = level;
+}
+
+void qgh_log_request(const char *request_id)
+{
+    thread_request_id = request_id;
+}
+
+bool qgh_log_enabled(enum qg_log_level level)
+{
+    return level >= log_level;
 }
 
 static const char *level_name(enum qg_log_level level)
@@ -75,12 +87,21 @@ static void log_message(enum qg_log_level level, const char *msg)
         return;
     qgh_buf b;
     start_line(&b, level);
+    const char *id = thread_request_id;
     if (log_format == QG_LOG_JSON) {
         qgh_buf_puts(&b, ",\"msg\":");
         qgh_buf_json_string(&b, msg, strlen(msg));
+        if (id) {
+            qgh_buf_puts(&b, ",\"request_id\":");
+            qgh_buf_json_string(&b, id, strlen(id));
+        }
         qgh_buf_puts(&b, "}");
     } else {
         put_text(&b, msg);
+        if (id) {
+            qgh_buf_puts(&b, " id=");
+            put_text(&b, id);
+        }
     }
     emit(&b);
 }
@@ -97,26 +118,29 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...)
     log_message(level, msg);
 }
 
+/* NOTE: at info, so LOG_LEVEL=warn keeps only problems (a 500 also has its own error line). */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    const char *request_id)
+                    double wait_ms, const char *request_id)
 {
     if (QG_LOG_INFO < log_level)
         return;
     qgh_buf b;
     start_line(&b, QG_LOG_INFO);
     if (log_format == QG_LOG_JSON) {
-        qgh_buf_puts(&b, ",\"method\":");
+        qgh_buf_puts(&b, ",\"msg\":\"request\",\"method\":");
         qgh_buf_json_string(&b, method, strlen(method));
         qgh_buf_puts(&b, ",\"path\":");
         qgh_buf_json_string(&b, path, strlen(path));
-        qgh_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"request_id\":", status, ms);
+        qgh_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"pool_wait_ms\":%.3f,"
+                           "\"request_id\":",
+                       status, ms, wait_ms);
         qgh_buf_json_string(&b, request_id, strlen(request_id));
         qgh_buf_puts(&b, "}");
     } else {
         put_text(&b, method);
         qgh_buf_puts(&b, " ");
         put_text(&b, path);
-        qgh_buf_printf(&b, " %d %.3fms id=", status, ms);
+        qgh_buf_printf(&b, " %d %.3fms wait=%.3fms id=", status, ms, wait_ms);
         put_text(&b, request_id);
     }
     emit(&b);

@@ -22,6 +22,8 @@ struct qgh_metrics {
     atomic_ullong *hist;     /* [endpoint][bucket], the last bucket +Inf; not cumulative */
     atomic_ullong *sum_ns;   /* [endpoint] */
     atomic_ullong db_errors[NCLASS * NCLASS];
+    atomic_ullong qwait[NBUCKETS + 1]; /* worker queue wait, not cumulative */
+    atomic_ullong qwait_sum_ns;
 };
 
 qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
@@ -64,6 +66,18 @@ static int class_index(char c)
     return -1;
 }
 
+/* Adds one observation to a histogram of NBUCKETS + 1 counters and its sum. */
+static void observe(atomic_ullong *hist, atomic_ullong *sum_ns, double seconds)
+{
+    size_t b = 0;
+    while (b < NBUCKETS && seconds > buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&hist[b], 1, memory_order_relaxed);
+    if (seconds > 0)
+        atomic_fetch_add_explicit(sum_ns, (unsigned long long)(seconds * 1e9),
+                                  memory_order_relaxed);
+}
+
 void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
                        const char *sqlstate)
 {
@@ -72,13 +86,7 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
     if (status >= 100 && status < 100 + NSTATUS)
         atomic_fetch_add_explicit(&mt->requests[endpoint * NSTATUS + (size_t)(status - 100)], 1,
                                   memory_order_relaxed);
-    size_t b = 0;
-    while (b < NBUCKETS && seconds > buckets[b])
-        b++;
-    atomic_fetch_add_explicit(&mt->hist[endpoint * (NBUCKETS + 1) + b], 1, memory_order_relaxed);
-    if (seconds > 0)
-        atomic_fetch_add_explicit(&mt->sum_ns[endpoint], (unsigned long long)(seconds * 1e9),
-                                  memory_order_relaxed);
+    observe(&mt->hist[endpoint * (NBUCKETS + 1)], &mt->sum_ns[endpoint], seconds);
     if (sqlstate && sqlstate[0] && sqlstate[1]) {
         int a = class_index(sqlstate[0]), c = class_index(sqlstate[1]);
         if (a >= 0 && c >= 0)
@@ -86,9 +94,29 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
     }
 }
 
+void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds)
+{
+    observe(mt->qwait, &mt->qwait_sum_ns, seconds);
+}
+
 static unsigned long long load(atomic_ullong *v)
 {
     return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* A label value as the exposition format wants it: backslash, quote and newline escaped. */
+static void put_label(qgh_buf *out, const char *name, const char *value)
+{
+    qgh_buf_printf(out, "%s=\"", name);
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            qgh_buf_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            qgh_buf_puts(out, "\\n");
+        else
+            qgh_buf_append(out, p, 1);
+    }
+    qgh_buf_puts(out, "\"");
 }
 
 static void render_requests(qgh_metrics *mt, qgh_buf *out)
@@ -98,40 +126,58 @@ static void render_requests(qgh_metrics *mt, qgh_buf *out)
     for (size_t e = 0; e < mt->n; e++)
         for (int s = 0; s < NSTATUS; s++) {
             unsigned long long v = load(&mt->requests[e * NSTATUS + (size_t)s]);
-            if (v)
-                qgh_buf_printf(out,
-                               "querygate_http_requests_total{endpoint=\"%s\",status=\"%d\"} "
-                               "%llu\n",
-                               mt->names[e], s + 100, v);
+            if (!v)
+                continue;
+            qgh_buf_puts(out, "querygate_http_requests_total{");
+            put_label(out, "endpoint", mt->names[e]);
+            qgh_buf_printf(out, ",status=\"%d\"} %llu\n", s + 100, v);
         }
+}
+
+/* One histogram series: name_bucket/_sum/_count, with endpoint="..." when endpoint is set. */
+static void render_hist(qgh_buf *out, const char *name, const char *endpoint,
+                        atomic_ullong *hist, atomic_ullong *sum_ns)
+{
+    unsigned long long cum = 0;
+    for (size_t b = 0; b <= NBUCKETS; b++) {
+        cum += load(&hist[b]);
+        qgh_buf_printf(out, "%s_bucket{", name);
+        if (endpoint) {
+            put_label(out, "endpoint", endpoint);
+            qgh_buf_puts(out, ",");
+        }
+        if (b < NBUCKETS)
+            qgh_buf_printf(out, "le=\"%g\"} %llu\n", buckets[b], cum);
+        else
+            qgh_buf_printf(out, "le=\"+Inf\"} %llu\n", cum);
+    }
+    const char *suffix[] = {"_sum", "_count"};
+    for (int i = 0; i < 2; i++) {
+        qgh_buf_printf(out, "%s%s", name, suffix[i]);
+        if (endpoint) {
+            qgh_buf_puts(out, "{");
+            put_label(out, "endpoint", endpoint);
+            qgh_buf_puts(out, "}");
+        }
+        if (i == 0)
+            qgh_buf_printf(out, " %.9f\n", (double)load(sum_ns) / 1e9);
+        else
+            qgh_buf_printf(out, " %llu\n", cum);
+    }
 }
 
 static void render_histograms(qgh_metrics *mt, qgh_buf *out)
 {
-    qgh_buf_puts(out, "# HELP querygate_http_request_duration_seconds Time from the request "
-                      "head to the queued answer.\n"
-                      "# TYPE querygate_http_request_duration_seconds histogram\n");
-    for (size_t e = 0; e < mt->n; e++) {
-        const char *name = mt->names[e];
-        unsigned long long cum = 0;
-        for (size_t b = 0; b <= NBUCKETS; b++) {
-            cum += load(&mt->hist[e * (NBUCKETS + 1) + b]);
-            if (b < NBUCKETS)
-                qgh_buf_printf(out,
-                               "querygate_http_request_duration_seconds_bucket{endpoint=\"%s\","
-                               "le=\"%g\"} %llu\n",
-                               name, buckets[b], cum);
-            else
-                qgh_buf_printf(out,
-                               "querygate_http_request_duration_seconds_bucket{endpoint=\"%s\","
-                               "le=\"+Inf\"} %llu\n",
-                               name, cum);
-        }
-        qgh_buf_printf(out, "querygate_http_request_duration_seconds_sum{endpoint=\"%s\"} %.9f\n",
-                       name, (double)load(&mt->sum_ns[e]) / 1e9);
-        qgh_buf_printf(out, "querygate_http_request_duration_seconds_count{endpoint=\"%s\"} %llu\n",
-                       name, cum);
-    }
+    static const char name[] = "querygate_http_request_duration_seconds";
+    qgh_buf_printf(out, "# HELP %s Time from the request head to the queued answer.\n"
+                        "# TYPE %s histogram\n", name, name);
+    for (size_t e = 0; e < mt->n; e++)
+        render_hist(out, name, mt->names[e], &mt->hist[e * (NBUCKETS + 1)], &mt->sum_ns[e]);
+    static const char qname[] = "querygate_http_queue_wait_seconds";
+    qgh_buf_printf(out, "# HELP %s Time requests that use the database waited for a worker "
+                        "(the pool wait of the access log).\n# TYPE %s histogram\n",
+                   qname, qname);
+    render_hist(out, qname, NULL, mt->qwait, &mt->qwait_sum_ns);
 }
 
 static void metric(qgh_buf *out, const char *name, const char *type, const char *help,
@@ -163,6 +209,10 @@ static void render_pool(qg_manager *m, qgh_buf *out)
     metric(out, "querygate_pool_errors_total", "counter", "Failed connection attempts.",
            ps.errors);
     metric(out, "querygate_db_retries_total", "counter", "Transactions run again.", ps.retries);
+    gauge(out, "querygate_health_connection",
+          "The health check's own database connection (1 after a healthy check), "
+          "not part of the pool.",
+          ps.health_connection);
 }
 
 static void render_db_errors(qgh_metrics *mt, qgh_buf *out)
@@ -184,10 +234,10 @@ void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
     render_histograms(mt, out);
     render_pool(m, out);
     render_db_errors(mt, out);
-    qgh_buf_printf(out, "# HELP querygate_build_info The running version.\n"
-                        "# TYPE querygate_build_info gauge\n"
-                        "querygate_build_info{version=\"%s\"} 1\n",
-                   QG_VERSION);
+    qgh_buf_puts(out, "# HELP querygate_build_info The running version.\n"
+                      "# TYPE querygate_build_info gauge\nquerygate_build_info{");
+    put_label(out, "version", QG_VERSION);
+    qgh_buf_puts(out, "} 1\n");
 }
 
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call)

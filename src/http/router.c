@@ -171,6 +171,11 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     const struct qgh_route *path_match;
     const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
 
+    /* CORS preflight FIRST: browsers send it without Authorization, so no check
+       that needs a key (or anything else a request needs) may come before it. */
+    if (path_match && qgh_cors_preflight(h, allow_header(path_match), rep))
+        return NULL;
+
     /* Draining: a load balancer should send this elsewhere. */
     if (h->draining) {
         qgh_reply_fail(rep, "shutting_down", "the service is shutting down; retry elsewhere");

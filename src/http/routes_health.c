@@ -10,11 +10,11 @@ static double json_finite(double v)
     return isfinite(v) ? v : -1;
 }
 
-void qgh_pool_json(qg_manager *m, qgh_buf *out)
+void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out)
 {
     struct qg_pool_stats ps;
     memset(&ps, 0, sizeof ps);
-    qg_pool_stats(m, &ps);
+    qg_pool_stats(ctx->m, &ps);
     qgh_buf_printf(out,
                    "{\"size\":%d,\"max_overflow\":%d,\"checked_out\":%d,\"idle\":%d,"
                    "\"overflow\":%d,\"waiting\":%d,\"timeout_s\":%g,\"recycle_s\":%g,",
@@ -22,8 +22,9 @@ void qgh_pool_json(qg_manager *m, qgh_buf *out)
                    json_finite(ps.timeout_s), json_finite(ps.recycle_s));
     qgh_buf_printf(out,
                    "\"connects\":%llu,\"recycles\":%llu,\"timeouts\":%llu,\"errors\":%llu,"
-                   "\"retries\":%llu}",
-                   ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries);
+                   "\"retries\":%llu,\"health_connection\":%d}",
+                   ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries,
+                   ps.health_connection);
 }
 
 /*
@@ -52,7 +53,7 @@ static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
     qgh_buf_printf(&b, "{\"status\":\"healthy\",\"connection_count\":%d,\"latency_ms\":%.3f,"
                        "\"pool\":",
                    h->connection_count, json_finite(h->latency_ms));
-    qgh_pool_json(ctx->m, &b);
+    qgh_pool_json(ctx, &b);
     qgh_buf_puts(&b, "}");
     qgh_reply_json(call->reply, 200, &b);
 }
@@ -86,6 +87,6 @@ void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
     qgh_buf b;
     qgh_buf_init(&b);
-    qgh_pool_json(ctx->m, &b);
+    qgh_pool_json(ctx, &b);
     qgh_reply_json(call->reply, 200, &b);
 }

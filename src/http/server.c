@@ -1,6 +1,7 @@
-/* The libmicrohttpd daemon: per-request state, body limits, hand-off to workers, drain and stop. */
+/* The libmicrohttpd daemon: TLS, per-request state, body limits, hand-off to workers, drain and stop. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -9,14 +10,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 
+/*
+ * Per connection, for the request line and headers: past it libmicrohttpd
+ * answers 431 and closes. Also its read buffer for bodies.
+ */
+#define CONNECTION_MEMORY (32 * 1024)
+/* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
+#define MAX_PEM_BYTES (1024 * 1024)
+
 struct qg_server {
     struct qgh_ctx ctx;
     qgh_workers *workers;
+    qgh_cors *cors;
+    qgh_conns *conns;
     struct MHD_Daemon *daemon;
     int port;
     atomic_bool draining;
@@ -35,12 +47,16 @@ struct request {
     struct qgh_job job; /* first member: the worker pool hands it back */
     qg_server *srv;
     struct MHD_Connection *conn;
+    struct qgh_conn *guard;       /* the connection's deadline; may be NULL */
+    const char *origin;           /* MHD's copy, valid while the request lives */
     const struct qgh_route *route; /* NULL when the head checks answered */
     size_t endpoint;
     enum req_state state;
     bool discard; /* the answer is decided; the rest of the body is ignored */
     size_t discarded;
     double start;
+    double queued_at; /* 0 unless it went to the worker queue */
+    double wait_s;    /* time in the worker queue: the pool wait */
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
@@ -48,6 +64,11 @@ struct request {
     qgh_buf body;
     struct qgh_reply reply;
 };
+
+static void add_header(void *arg, const char *name, const char *value)
+{
+    MHD_add_response_header(arg, name, value);
+}
 
 static enum MHD_Result send_reply(qg_server *s, struct request *r)
 {
@@ -71,6 +92,7 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
     if (rep->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    qgh_cors_headers(s->cors, r->origin, rep, add_header, resp);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     r->state = REQ_SENT;
@@ -78,10 +100,13 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
     /* Every answered request is counted and logged here, and only here. */
     double secs = qgh_now() - r->start;
     qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
+    if (r->queued_at > 0)
+        qgh_metrics_queue_wait(s->ctx.metrics, r->wait_s);
     if (rep->status == 500)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
-    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->request_id);
+    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
+                   r->request_id);
     return ok;
 }
 
@@ -95,9 +120,12 @@ static void job_done(struct request *r)
 static void job_run(struct qgh_job *job)
 {
     struct request *r = (struct request *)job;
+    r->wait_s = qgh_now() - r->queued_at;
     struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
                             &r->who, &r->reply};
+    qgh_log_request(r->request_id);
     r->route->handler(&r->srv->ctx, &call);
+    qgh_log_request(NULL);
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
     job_done(r);
@@ -106,6 +134,7 @@ static void job_run(struct qgh_job *job)
 static void job_expire(struct qgh_job *job, qg_status why)
 {
     struct request *r = (struct request *)job;
+    r->wait_s = qgh_now() - r->queued_at;
     if (why == QG_ERR_POOL_TIMEOUT)
         qgh_reply_fail(&r->reply, "pool_timeout",
                        "no database worker became free within %g s (DB_POOL_TIMEOUT); "
@@ -114,6 +143,17 @@ static void job_expire(struct qgh_job *job, qg_status why)
     else
         qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
     job_done(r);
+}
+
+/* NOTE: parameter values reach the log only when asked for twice: DB_ECHO and LOG_LEVEL=debug. */
+static void echo_body(qg_server *s, struct request *r)
+{
+    if (!s->ctx.cfg->echo || !r->body.len || !qgh_log_enabled(QG_LOG_DEBUG))
+        return;
+    qgh_log_request(r->request_id);
+    qgh_log(QG_LOG_DEBUG, "body (DB_ECHO, LOG_LEVEL=debug): %.*s",
+            (int)(r->body.len < 900 ? r->body.len : 900), r->body.data);
+    qgh_log_request(NULL);
 }
 
 /* The body is complete: answer inline, or suspend and hand it to a worker. */
@@ -127,12 +167,15 @@ static enum MHD_Result run(qg_server *s, struct request *r)
             qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
         return send_reply(s, r);
     }
+    echo_body(s, r);
     /* NOTE: suspend before submitting, so a fast worker's resume cannot come first. */
     r->state = REQ_QUEUED;
+    r->queued_at = qgh_now();
     r->job.run = job_run;
     r->job.expire = job_expire;
     MHD_suspend_connection(r->conn);
     if (!qgh_workers_submit(s->workers, &r->job)) {
+        r->wait_s = 0;
         qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
         job_done(r);
     }
@@ -196,6 +239,10 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     snprintf(r->path, sizeof r->path, "%s", url);
     qgh_request_id(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
                    r->request_id);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->guard = ci ? ci->socket_context : NULL;
+    r->origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     long long len = content_length(c);
     struct qgh_head head = {
         .method = method,
@@ -208,6 +255,12 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .auth = s->ctx.auth,
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_AUTHORIZATION),
+        .cors = s->cors,
+        .origin = r->origin,
+        .cors_method = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   "Access-Control-Request-Method"),
+        .cors_headers = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                    "Access-Control-Request-Headers"),
     };
     r->route = qgh_dispatch_head(&head, &r->endpoint, &r->who, &r->reply);
     if (r->route) {
@@ -239,6 +292,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     switch (r->state) {
     case REQ_BODY:
+        qgh_conns_arrived(r->guard);
         return r->discard ? send_reply(s, r) : run(s, r);
     case REQ_DONE:
         return send_reply(s, r);
@@ -258,12 +312,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)why;
     if (!r)
         return;
+    qgh_conns_answered(s->conns, r->guard);
     qgh_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->open_requests, 1);
 }
+
+/* The format attribute, so that clang's -Wformat-nonliteral accepts the vsnprintf. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) QG_PRINTF(2, 0);
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -305,6 +363,90 @@ static qg_status resolve(const char *host, int port, struct sockaddr_storage *sa
     return QG_OK;
 }
 
+/* Refusing here (accept, then close at once) rather than at MHD's own limit,
+   where it stops accepting and the extra clients wait in the backlog. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    qg_server *s = cls;
+    (void)addr;
+    (void)len;
+    return qgh_conns_admit(s->conns) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    qg_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = qgh_conns_open(s->conns, ci ? ci->connect_fd : -1);
+    } else {
+        qgh_conns_close(s->conns, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* A PEM file, NUL-terminated, malloc'd into *out (the caller frees; wipe a key first). */
+static qg_status read_pem(const char *var, const char *path, char **out, size_t *len,
+                          qg_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_PEM_BYTES) {
+        int e = fd < 0 ? errno : 0;
+        if (fd >= 0)
+            close(fd);
+        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
+                            e ? strerror(e) : "not a regular file of at most 1 MiB");
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+    int e = errno;
+    close(fd);
+    if (n < 0 || n != st.st_size) {
+        free(buf);
+        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
+                            n < 0 ? strerror(e) : "short read");
+    }
+    buf[n] = '\0';
+    if (!strstr(buf, "-----BEGIN ")) {
+        explicit_bzero(buf, (size_t)n);
+        free(buf);
+        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: not a PEM file (no -----BEGIN line)",
+                            var, path);
+    }
+    *out = buf;
+    *len = (size_t)n;
+    return QG_OK;
+}
+
+static void wipe(char *p, size_t n)
+{
+    if (p)
+        explicit_bzero(p, n);
+    free(p);
+}
+
+static struct MHD_Daemon *open_daemon(qg_server *s, unsigned flags, struct sockaddr_storage *sa,
+                                      struct MHD_OptionItem *tls)
+{
+    const struct qg_config *cfg = s->ctx.cfg;
+    /* One more than ours, so that on_accept, not MHD, meets the limit. */
+    unsigned limit = (unsigned)(cfg->http_max_connections > 0 ? cfg->http_max_connections : 1);
+    return MHD_start_daemon(
+        flags, (uint16_t)cfg->port, on_accept, s, on_request, s,
+        /* first, so that MHD's own messages go through it too */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)sa, MHD_OPTION_CONNECTION_LIMIT, limit + 1,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
 static qg_status start_daemon(qg_server *s, qg_error *err)
 {
     const struct qg_config *cfg = s->ctx.cfg;
@@ -316,21 +458,41 @@ static qg_status start_daemon(qg_server *s, qg_error *err)
                      MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
+    if (tls) {
+        st = read_pem("TLS_CERT_FILE", cfg->tls_cert_file, &cert, &cert_len, err);
+        if (st == QG_OK)
+            st = read_pem("TLS_KEY_FILE", cfg->tls_key_file, &key, &key_len, err);
+        if (st != QG_OK) {
+            wipe(cert, cert_len);
+            return st;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     errno = 0;
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
-        /* first, so that MHD's own messages go through it too */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(cfg->http_max_connections > 0 ? cfg->http_max_connections : 1),
-        MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->daemon = open_daemon(s, flags, &sa, tls ? options : options + 3);
+    int e = errno;
+    /* GnuTLS has its own copy by now. */
+    wipe(key, key_len);
+    wipe(cert, cert_len);
+    if (!s->daemon && tls)
+        return qg_error_set(err, QG_ERR_CONFIG,
+                            "cannot start HTTPS on %s port %d; check TLS_CERT_FILE and "
+                            "TLS_KEY_FILE (a PEM certificate and its key) and the log above",
+                            cfg->host ? cfg->host : "0.0.0.0", cfg->port);
     if (!s->daemon)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "cannot listen on %s port %d (%s); check HOST and PORT",
                             cfg->host ? cfg->host : "0.0.0.0", cfg->port,
-                            errno ? strerror(errno) : "see the log above");
+                            e ? strerror(e) : "see the log above");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
     return QG_OK;
@@ -355,13 +517,22 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
         free(s);
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
     }
-    /* One worker per connection the pool can hand out, unless HTTP_THREADS says otherwise. */
-    int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size + cfg->max_overflow;
-    qg_status st = qgh_workers_new(threads, cfg->pool_timeout_s, &s->workers, err);
+    /* NOTE: one worker per pooled connection. More workers than DB_POOL_SIZE keep
+       overflow connections busy, and the pool closes those on return (QueuePool
+       semantics): measured, 15 workers over a pool of 5 opened a new PostgreSQL
+       session for nearly every request (~150 req/s); 5 workers, none (~14k req/s). */
+    int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size;
+    qg_status st = qgh_cors_new(cfg->cors_allow_origins, &s->cors, err);
+    if (st == QG_OK)
+        st = qgh_conns_new(cfg->http_max_connections, cfg->http_idle_timeout_s, &s->conns, err);
+    if (st == QG_OK)
+        st = qgh_workers_new(threads, cfg->pool_timeout_s, &s->workers, err);
     if (st == QG_OK)
         st = start_daemon(s, err);
     if (st != QG_OK) {
         qgh_workers_free(s->workers);
+        qgh_conns_free(s->conns);
+        qgh_cors_free(s->cors);
         qgh_metrics_free(s->ctx.metrics);
         free(s);
         return st;
@@ -401,6 +572,8 @@ void qg_server_stop(qg_server *s, double drain_s)
     qgh_workers_free(s->workers);
     wait_requests(s, 1.0);
     MHD_stop_daemon(s->daemon);
+    qgh_conns_free(s->conns);
+    qgh_cors_free(s->cors);
     qgh_metrics_free(s->ctx.metrics);
     free(s);
 }

@@ -51,7 +51,8 @@ static struct qgh_job *pop(qgh_workers *w)
             w->tail = NULL;
         w->queued--;
         j->next = NULL;
-        pthread_cond_signal(&w->expirer);
+        /* NOTE: no wake-up for the expirer: the new head's deadline is later than the
+           one it sleeps until, so it finds the new head when it wakes anyway. */
     }
     return j;
 }

@@ -75,7 +75,10 @@ class Response:
 class Server:
     """One querygate process on a free port, with a reused keep-alive connection."""
 
-    def __init__(self, **env):
+    def __init__(self, ssl_context=None, **env):
+        """env: the service's variables; ssl_context: talk HTTPS with it (TLS_* set in env)."""
+        self.ssl_context = ssl_context
+        self.scheme = None
         self.env = dict(os.environ)
         self.env.update({"DATABASE_URL": database_url(), "PORT": "0", "HOST": "127.0.0.1",
                          "AUTH": "none"})
@@ -105,13 +108,17 @@ class Server:
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace")
             self.lines.append(line)
-            m = re.search(r"listening on http://(\[[^\]]+\]|[^:\s]+):(\d+)", line)
+            m = re.search(r"listening on (https?)://(\[[^\]]+\]|[^:\s]+):(\d+)", line)
             if m and self.port is None:
-                self.port = int(m.group(2))
+                self.scheme = m.group(1)
+                self.port = int(m.group(3))
                 self._found.set()
         self._found.set()
 
     def connection(self):
+        if self.ssl_context:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=self.ssl_context)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def request(self, method, path, body=None, headers=None, conn=None):

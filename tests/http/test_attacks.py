@@ -1,0 +1,242 @@
+"""Each limit against the attack it stops: big bodies, big headers, connection floods, slowloris, huge results."""
+import os
+import select
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qgharness import Server, check, check_error, check_ok, run_tests  # noqa: E402
+
+IDLE = 2  # HTTP_IDLE_TIMEOUT for the tests that need it
+
+
+def raw(s, timeout=10):
+    return socket.create_connection(("127.0.0.1", s.port), timeout=timeout)
+
+
+def read_all(k, limit_s=10):
+    """Everything until EOF (a reset counts as EOF); returns (bytes, seconds)."""
+    t0 = time.time()
+    got = b""
+    k.settimeout(limit_s)
+    try:
+        while True:
+            chunk = k.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    return got, time.time() - t0
+
+
+def request_on(k, path="/health/live"):
+    """One keep-alive GET on a raw socket; returns the status line."""
+    k.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = k.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the answer; got %r" % got)
+        got += chunk
+    head, _, rest = got.partition(b"\r\n\r\n")
+    length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0]
+                 .split(b":")[1])
+    while len(rest) < length:
+        rest += k.recv(4096)
+    return head.split(b"\r\n")[0].decode()
+
+
+def quiet(s):
+    """Closes the harness's kept-alive connection, so that tests count theirs alone."""
+    if s.conn:
+        s.conn.close()
+        s.conn = None
+    time.sleep(0.3)
+
+
+def test_huge_content_length_refused_before_the_body():
+    s = Server(HTTP_MAX_BODY=1024)
+    try:
+        for n in (1025, 10 ** 12, 2 ** 63 - 1):
+            with raw(s) as k:
+                k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % n)
+                # No body byte is sent: the answer comes anyway, and the connection closes.
+                got, secs = read_all(k)
+            check(got.startswith(b"HTTP/1.1 413 "), got[:200])
+            check(b"payload_too_large" in got and b"Connection: close" in got, got)
+            check(secs < 3, "took %.1fs" % secs)
+        # Past what a 64-bit length holds: libmicrohttpd itself answers 413 (HTML) and closes.
+        with raw(s) as k:
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 99999999999999999999999\r\n\r\n")
+            got, secs = read_all(k)
+        check(got.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in got, got[:200])
+        check(secs < 3, "took %.1fs" % secs)
+        # A body past the limit without a Content-Length (chunked): 413 as well.
+        with raw(s) as k:
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            for _ in range(3):
+                k.sendall(b"400\r\n" + b" " * 1024 + b"\r\n")
+            k.sendall(b"0\r\n\r\n")
+            got, _ = read_all(k)
+        check(got.startswith(b"HTTP/1.1 413 "), got[:200])
+        check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_header_too_large_is_431():
+    """The request head must fit in 32 KiB: past it libmicrohttpd answers 431 and closes."""
+    s = Server()
+    try:
+        r = s.get("/health/live", headers={"X-Fine": "a" * 8000})
+        check_ok(r, "an 8 KB header")
+        with raw(s) as k:
+            try:
+                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 +
+                          b"\r\n\r\n")
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # closed while we were still sending: the answer was already queued
+            got, _ = read_all(k)
+        check(got.startswith(b"HTTP/1.1 431 "), got[:200])
+        check(b"Connection: close" in got, got[:300])
+        # Many small headers add up the same way.
+        with raw(s) as k:
+            try:
+                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n" +
+                          b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 90) for i in range(1000)) +
+                          b"\r\n")
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            got, _ = read_all(k)
+        check(got.startswith(b"HTTP/1.1 431 "), got[:200])
+        check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_connection_flood_past_the_limit():
+    n = 6
+    s = Server(HTTP_MAX_CONNECTIONS=n)
+    quiet(s)
+    first = [raw(s) for _ in range(n)]
+    extra = []
+    try:
+        for k in first:
+            check(request_on(k) == "HTTP/1.1 200 OK", "one of the first %d" % n)
+        t0 = time.time()
+        extra = [raw(s) for _ in range(10)]
+        for k in extra:
+            try:
+                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            got, _ = read_all(k, limit_s=5)
+            check(got == b"", "an extra connection was answered: %r" % got[:100])
+        check(time.time() - t0 < 3, "the extra ones were not refused at once")
+        # The first ones still work, on the same connections.
+        for k in first:
+            check(request_on(k, "/pool") == "HTTP/1.1 200 OK", "kept connection after the flood")
+        check(any("HTTP_MAX_CONNECTIONS" in line for line in s.lines), s.log_excerpt())
+    finally:
+        for k in first + extra:
+            k.close()
+    time.sleep(0.3)
+    try:
+        # Slots are freed: the service serves normally again, up to the limit.
+        again = [raw(s) for _ in range(n)]
+        for k in again:
+            check(request_on(k) == "HTTP/1.1 200 OK", "after the flood")
+            k.close()
+    finally:
+        s.stop()
+
+
+def cut_after(k, send_one_byte):
+    """Sends a byte a second until the server closes; returns the seconds it took."""
+    t0 = time.time()
+    while time.time() - t0 < 10:
+        try:
+            send_one_byte()
+        except (ConnectionResetError, BrokenPipeError):
+            return time.time() - t0
+        r, _, _ = select.select([k], [], [], 1.0)
+        if r:
+            try:
+                if k.recv(4096) == b"":
+                    return time.time() - t0
+            except ConnectionResetError:
+                return time.time() - t0
+    raise AssertionError("not cut within 10 s")
+
+
+def test_slowloris_is_cut():
+    s = Server(HTTP_IDLE_TIMEOUT=IDLE)
+    try:
+        # Headers, a byte a second: each byte resets an inactivity timer, but not the deadline.
+        with raw(s) as k:
+            head = iter(b"GET /health/live HTTP/1.1\r\nHost: " + b"x" * 100)
+            secs = cut_after(k, lambda: k.send(bytes([next(head)])))
+        check(IDLE - 0.5 < secs < IDLE + 1.5, "cut after %.1fs" % secs)
+        # A body, a byte a second (slow POST): the same deadline.
+        with raw(s) as k:
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n")
+            secs = cut_after(k, lambda: k.send(b" "))
+        check(IDLE - 0.5 < secs < IDLE + 1.5, "slow body cut after %.1fs" % secs)
+        # A connection that sends nothing, and an idle kept-alive one.
+        with raw(s) as k:
+            _, secs = read_all(k)
+            check(IDLE - 0.5 < secs < IDLE + 1.5, "silent connection cut after %.1fs" % secs)
+        with raw(s) as k:
+            check(request_on(k) == "HTTP/1.1 200 OK", "kept-alive")
+            _, secs = read_all(k)
+            check(IDLE - 0.5 < secs < IDLE + 1.5, "idle keep-alive cut after %.1fs" % secs)
+        check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_slow_statement_is_not_cut():
+    """The deadline covers the request's arrival, not the time the database takes."""
+    s = Server(HTTP_IDLE_TIMEOUT=IDLE)
+    try:
+        t0 = time.time()
+        r = s.request("POST", "/query", body={"sql": "SELECT pg_sleep(%g) AS s" % (IDLE + 1.5)},
+                      conn=s.connection())
+        check_ok(r, "a statement longer than HTTP_IDLE_TIMEOUT")
+        check(time.time() - t0 > IDLE + 1, "too fast to tell")
+        # Two clients at once, one of them slow: the fast one is not held up.
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("slow", s.request(
+            "POST", "/query", body={"sql": "SELECT pg_sleep(%g)" % (IDLE + 0.5)},
+            conn=s.connection())))
+        t.start()
+        check_ok(s.get("/health/live"))
+        t.join()
+        check_ok(out["slow"], "the slow one")
+    finally:
+        s.stop()
+
+
+def test_result_caps_stop_a_huge_result():
+    """Exists since the start (MAX_RESULT_ROWS / MAX_RESULT_BYTES, 422); kept as an attack too."""
+    s = Server(MAX_RESULT_ROWS=1000, MAX_RESULT_BYTES=100000)
+    try:
+        check_error(s.post("/query", {"sql": "SELECT a, b FROM generate_series(1, 3000) a, "
+                                             "generate_series(1, 3000) b"}),
+                    422, "result_too_large")
+        check_error(s.post("/query", {"sql": "SELECT repeat('x', 200000) AS big"}),
+                    422, "result_too_large")
+        check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(dict(globals()))

@@ -1,0 +1,158 @@
+/* CORS_ALLOW_ORIGINS parsing, origin matching, preflight answers and response headers (src/http/cors.c). */
+#include "http.h"
+#include "qgtest.h"
+
+struct headers {
+    char text[1024];
+};
+
+static void collect(void *arg, const char *name, const char *value)
+{
+    struct headers *h = arg;
+    size_t n = strlen(h->text);
+    snprintf(h->text + n, sizeof h->text - n, "%s: %s\n", name, value);
+}
+
+static qgh_cors *parse(const char *spec)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    qgh_cors *c = NULL;
+    CHECK_INT(qgh_cors_new(spec, &c, &err), QG_OK);
+    return c;
+}
+
+static void bad(const char *spec, const char *words)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    qgh_cors *c = (qgh_cors *)1;
+    CHECK_INT(qgh_cors_new(spec, &c, &err), QG_ERR_CONFIG);
+    CHECK(c == NULL);
+    if (!strstr(err.message, words) || !strstr(err.message, "CORS_ALLOW_ORIGINS")) {
+        fprintf(stderr, "spec %s: message %s lacks %s\n", spec, err.message, words);
+        qgt_failures++;
+    }
+}
+
+static void test_parse(void)
+{
+    CHECK(parse(NULL) == NULL);
+    CHECK(parse("") == NULL);
+    qgh_cors *c = parse(" https://a.example ,http://127.0.0.1:8080,\thttp://[::1]:9 ");
+    CHECK(qgh_cors_allows(c, "https://a.example"));
+    CHECK(qgh_cors_allows(c, "http://127.0.0.1:8080"));
+    CHECK(qgh_cors_allows(c, "http://[::1]:9"));
+    CHECK(!qgh_cors_allows(c, "https://a.example/"));
+    CHECK(!qgh_cors_allows(c, "http://a.example"));
+    CHECK(!qgh_cors_allows(c, "https://A.example"));
+    CHECK(!qgh_cors_allows(c, "https://a.example.evil"));
+    CHECK(!qgh_cors_allows(c, ""));
+    CHECK(!qgh_cors_allows(c, NULL));
+    CHECK(!qgh_cors_allows(NULL, "https://a.example"));
+    qgh_cors_free(c);
+    c = parse(" * ");
+    CHECK(qgh_cors_allows(c, "http://anything:1"));
+    CHECK(!qgh_cors_allows(c, NULL));
+    qgh_cors_free(c);
+    qgh_cors_free(NULL);
+
+    bad("https://a.example/", "path");
+    bad("https://a.example/app", "path");
+    bad("a.example", "not an origin");
+    bad("https://", "not an origin");
+    bad("https://a.example,", "empty entry");
+    bad(",https://a.example", "empty entry");
+    bad("*,https://a.example", "stand alone");
+    bad("https://a.example, *", "stand alone");
+    bad("https://*.example", "wildcard");
+    bad("https://a example", "space");
+}
+
+static struct qgh_head head(const qgh_cors *c, const char *method, const char *origin,
+                            const char *acr_method, const char *acr_headers)
+{
+    struct qgh_head h = {.method = method, .path = "/query", .content_length = -1,
+                         .max_body = 1024, .cors = c, .origin = origin,
+                         .cors_method = acr_method, .cors_headers = acr_headers};
+    return h;
+}
+
+static void test_preflight(void)
+{
+    qgh_cors *c = parse("https://a.example");
+    struct qgh_reply rep = {0};
+    struct qgh_head h = head(c, "OPTIONS", "https://a.example", "POST", "Content-Type, authorization");
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_INT(rep.status, 204);
+    CHECK(rep.preflight && rep.body == NULL);
+    CHECK_STR(rep.cors_headers, "Content-Type, authorization");
+    struct headers out = {""};
+    qgh_cors_headers(c, h.origin, &rep, collect, &out);
+    CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: https://a.example\n"
+                        "Access-Control-Allow-Methods: POST\n"
+                        "Access-Control-Allow-Headers: Content-Type, authorization\n"
+                        "Access-Control-Max-Age: 600\n");
+    qgh_reply_reset(&rep);
+
+    /* One requested header outside the set, none requested, only separators: the set. */
+    const char *asks[] = {"content-type, x-evil", NULL, " , ", "x-request-id,authorizationx"};
+    for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
+        h = head(c, "OPTIONS", "https://a.example", "POST", asks[i]);
+        CHECK(qgh_cors_preflight(&h, "POST", &rep));
+        CHECK_STR(rep.cors_headers, "Content-Type, Authorization, X-Request-Id");
+        qgh_reply_reset(&rep);
+    }
+
+    /* Origin not allowed: 403, and no CORS header but Vary. */
+    h = head(c, "OPTIONS", "https://b.example", "POST", NULL);
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_INT(rep.status, 403);
+    CHECK_STR(rep.code, "forbidden");
+    out.text[0] = '\0';
+    qgh_cors_headers(c, h.origin, &rep, collect, &out);
+    CHECK_STR(out.text, "Vary: Origin\n");
+    qgh_reply_reset(&rep);
+
+    /* Not preflights: another method, no Origin, no Access-Control-Request-Method, no CORS. */
+    struct qgh_head nots[] = {head(c, "POST", "https://a.example", "POST", NULL),
+                              head(c, "OPTIONS", NULL, "POST", NULL),
+                              head(c, "OPTIONS", "https://a.example", NULL, NULL),
+                              head(NULL, "OPTIONS", "https://a.example", "POST", NULL)};
+    for (size_t i = 0; i < sizeof nots / sizeof nots[0]; i++) {
+        CHECK(!qgh_cors_preflight(&nots[i], "POST", &rep));
+        CHECK_INT(rep.status, 0);
+    }
+    qgh_cors_free(c);
+}
+
+static void test_response_headers(void)
+{
+    qgh_cors *c = parse("https://a.example");
+    struct qgh_reply rep = {.status = 200};
+    struct headers out = {""};
+    qgh_cors_headers(c, "https://a.example", &rep, collect, &out);
+    CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: https://a.example\n"
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After\n");
+    out.text[0] = '\0';
+    qgh_cors_headers(c, NULL, &rep, collect, &out);
+    CHECK_STR(out.text, "Vary: Origin\n");
+    out.text[0] = '\0';
+    qgh_cors_headers(NULL, "https://a.example", &rep, collect, &out);
+    CHECK_STR(out.text, "");
+    qgh_cors_free(c);
+    c = parse("*");
+    out.text[0] = '\0';
+    qgh_cors_headers(c, "https://z.example", &rep, collect, &out);
+    CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: *\n"
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After\n");
+    qgh_cors_free(c);
+}
+
+int main(void)
+{
+    RUN(test_parse);
+    RUN(test_preflight);
+    RUN(test_response_headers);
+    return qgt_done();
+}
