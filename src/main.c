@@ -1,4 +1,4 @@
-/* querygate: environment -> config -> manager -> server -> wait for a signal -> drain -> teardown. */
+/* querygate: environment -> config -> keys -> manager -> server -> wait for signals (SIGHUP: reload keys) -> drain -> teardown. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,7 +33,8 @@ static void usage(FILE *out)
             "  --threads  HTTP_THREADS, workers that run statements\n"
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
-            "Every setting comes from the environment; flags override it.\n\n"
+            "Every setting comes from the environment; flags override it.\n"
+            "SIGHUP reloads API_KEYS_FILE; SIGTERM or SIGINT drains and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }
@@ -90,8 +91,40 @@ static void listen_url(const struct qg_config *cfg, int port, char *out, size_t 
              v6 ? "]" : "", port);
 }
 
+/*
+ * API_KEYS is a secret: once hashed, its text is overwritten in the config and
+ * in the process environment (which /proc/<pid>/environ shows) alike.
+ */
+static void wipe_api_keys(struct qg_config *cfg)
+{
+    if (cfg->api_keys)
+        memset(cfg->api_keys, '*', strlen(cfg->api_keys));
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, "API_KEYS=", 9))
+            memset(*e + 9, '*', strlen(*e + 9));
+}
+
+/* Waits for SIGINT or SIGTERM, reloading the API keys on each SIGHUP. */
+static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
+{
+    for (;;) {
+        int sig = 0;
+        sigwait(signals, &sig);
+        if (sig != SIGHUP)
+            return sig;
+        qg_error err;
+        qg_error_clear(&err);
+        size_t n = 0;
+        if (qgh_auth_reload(auth, &n, &err) == QG_OK)
+            qgh_log(QG_LOG_INFO, "SIGHUP: API keys reloaded; %zu key%s", n, n == 1 ? "" : "s");
+        else
+            qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
+                    err.message);
+    }
+}
+
 /* Runs the service until SIGINT or SIGTERM; returns the exit code. */
-static int serve(const struct qg_config *cfg, const sigset_t *signals)
+static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *signals)
 {
     qg_error err;
     qg_error_clear(&err);
@@ -102,7 +135,7 @@ static int serve(const struct qg_config *cfg, const sigset_t *signals)
     }
     qg_manager_set_log(m, qgh_log_core, NULL);
     qg_server *srv = NULL;
-    if (qg_server_start(cfg, m, &srv, &err) != QG_OK) {
+    if (qg_server_start(cfg, m, auth, &srv, &err) != QG_OK) {
         qgh_log(QG_LOG_ERROR, "%s", err.message);
         qg_manager_free(m);
         return 1;
@@ -114,9 +147,11 @@ static int serve(const struct qg_config *cfg, const sigset_t *signals)
     if (desc)
         qgh_log(QG_LOG_INFO, "configuration: %s", desc);
     free(desc);
+    char how[512];
+    enum qg_log_level level = qgh_auth_describe(auth, how, sizeof how);
+    qgh_log(level, "%s", how);
 
-    int sig = 0;
-    sigwait(signals, &sig);
+    int sig = wait_for_stop(auth, signals);
     qgh_log(QG_LOG_INFO, "%s: draining (up to %g s, SHUTDOWN_TIMEOUT)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_timeout_s);
     qg_server_stop(srv, cfg->shutdown_timeout_s);
@@ -144,6 +179,7 @@ int main(int argc, char **argv)
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -180,7 +216,15 @@ int main(int argc, char **argv)
         qg_config_free(&cfg);
         return 2;
     }
-    rc = serve(&cfg, &signals);
+    qgh_auth *auth = NULL;
+    if (qgh_auth_new(&cfg, &auth, &err) != QG_OK) {
+        fprintf(stderr, "querygate: %s\n", err.message);
+        qg_config_free(&cfg);
+        return 2;
+    }
+    wipe_api_keys(&cfg);
+    rc = serve(&cfg, auth, &signals);
+    qgh_auth_free(auth);
     qg_config_free(&cfg);
     return rc;
 }

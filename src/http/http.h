@@ -12,13 +12,15 @@
 /* ---- server.c: what main uses --------------------------------------------- */
 
 typedef struct qg_server qg_server;
+typedef struct qgh_auth qgh_auth;
 
 /*
  * Binds cfg->host:cfg->port (port 0: a free one, see qg_server_port) and starts
- * answering. cfg and m must outlive the server. *out is new; qg_server_stop frees it.
+ * answering. cfg, m and auth (see auth.c; NULL: no authentication) must outlive
+ * the server. *out is new; qg_server_stop frees it.
  */
-qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server **out,
-                          qg_error *err) QG_MUSTCHECK;
+qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *auth,
+                          qg_server **out, qg_error *err) QG_MUSTCHECK;
 
 /* The port actually bound. */
 int qg_server_port(const qg_server *s);
@@ -85,6 +87,7 @@ struct qgh_reply {
     const char *code;         /* error code (static) or NULL on success */
     int retry_after;          /* seconds; 0: no Retry-After */
     const char *allow;        /* static Allow header or NULL */
+    const char *www_authenticate; /* static WWW-Authenticate header or NULL */
     bool close;               /* Connection: close */
     char sqlstate[6];         /* for the db error metrics; "" if none */
     bool preflight;           /* a CORS preflight answer: the two fields below are sent */
@@ -106,6 +109,56 @@ void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     QG_PRINTF(3, 4);
 /* The HTTP status of an error code; 500 for unknown codes. */
 int qgh_code_status(const char *code);
+
+/* ---- sha256.c ------------------------------------------------------------- */
+
+#define QGH_SHA256_LEN 32
+/* FIPS 180-4 SHA-256 of len bytes. */
+void qgh_sha256(const void *data, size_t len, unsigned char out[QGH_SHA256_LEN]);
+
+/* ---- auth.c: API keys ----------------------------------------------------- */
+
+enum qgh_scope {
+    QGH_SCOPE_READ = 1,  /* /query */
+    QGH_SCOPE_WRITE = 2, /* /update, /insert, /transaction */
+    QGH_SCOPE_ADMIN = 4, /* /health, /pool, /metrics; details of /health/ready */
+    QGH_SCOPE_ALL = 7
+};
+
+#define QGH_ROLE_MAX 63
+
+/* What a request may do, decided from its Authorization header. */
+struct qgh_principal {
+    unsigned scopes;                 /* QGH_SCOPE_* bits */
+    char role[QGH_ROLE_MAX + 1];     /* database role of the key; "" for the main pool */
+};
+
+enum qgh_auth_result {
+    QGH_AUTH_OK,
+    QGH_AUTH_MISSING,   /* no Authorization header, or another scheme than Bearer */
+    QGH_AUTH_MALFORMED, /* Bearer with an empty or ill-formed token */
+    QGH_AUTH_INVALID    /* a well-formed token that is no key */
+};
+
+/*
+ * The keys of cfg (AUTH, API_KEYS, API_KEYS_FILE), hashed; cfg may be freed
+ * afterwards. QG_ERR_CONFIG for a malformed entry (named by file and line or
+ * entry number, never by the key) and for AUTH=keys without keys on a HOST
+ * that is not loopback. *out is new; free with qgh_auth_free.
+ */
+qg_status qgh_auth_new(const struct qg_config *cfg, qgh_auth **out, qg_error *err) QG_MUSTCHECK;
+void qgh_auth_free(qgh_auth *a);
+/* Reads API_KEYS_FILE again (plus API_KEYS); on error the old keys stay. */
+qg_status qgh_auth_reload(qgh_auth *a, size_t *nkeys, qg_error *err) QG_MUSTCHECK;
+/* A line for the start log saying how requests are authenticated; returns its level. */
+enum qg_log_level qgh_auth_describe(qgh_auth *a, char *out, size_t size);
+/* Checks an Authorization header value (NULL: none); a NULL a allows everything. */
+enum qgh_auth_result qgh_auth_check(qgh_auth *a, const char *authorization,
+                                    struct qgh_principal *who);
+/* "read,write" -> bits; 0 if any name is unknown or empty. */
+unsigned qgh_scopes_parse(const char *list);
+/* 127.0.0.0/8, ::1 (bracketed or not), ::ffff:127.x, localhost. */
+bool qgh_host_is_loopback(const char *host);
 
 /* ---- reqid.c -------------------------------------------------------------- */
 
@@ -215,6 +268,7 @@ struct qgh_ctx {
     const struct qg_config *cfg;
     qg_manager *m;
     qgh_metrics *metrics;
+    qgh_auth *auth;
 };
 
 /* ---- watch.c: clients that hang up while their request runs ---------------- */
@@ -264,6 +318,7 @@ struct qgh_call {
     const char *body;   /* NUL-terminated; len bytes (may contain NULs) */
     size_t len;
     const char *request_id;
+    const struct qgh_principal *who; /* what its API key allows */
     struct qgh_reply *reply;
     struct qgh_cancel *cancel; /* for qgh_exec; NULL for handlers run inline */
 };
@@ -280,6 +335,7 @@ struct qgh_route {
     const char *path;
     qgh_handler handler;
     unsigned flags;
+    unsigned scope; /* the QGH_SCOPE_* a key needs; 0: open to all */
 };
 
 /* How many routes; metrics endpoints are 0..n-1 by route, n is "other". */
@@ -294,6 +350,8 @@ struct qgh_head {
     long long content_length;   /* -1 if absent */
     bool draining;
     long max_body;
+    qgh_auth *auth;
+    const char *authorization;  /* the Authorization header or NULL */
     const struct qgh_cors *cors; /* NULL: CORS not configured */
     const char *origin;          /* the headers a preflight uses; NULL if absent */
     const char *cors_method;     /* Access-Control-Request-Method */
@@ -301,11 +359,16 @@ struct qgh_head {
 };
 
 /*
- * Runs the checks that need no body, in order. Returns the route (and its
- * metrics endpoint in *endpoint), or NULL after filling rep with the error.
+ * Runs the checks that need no body, in order (authentication included).
+ * Returns the route (its metrics endpoint in *endpoint, what the caller may do
+ * in *who), or NULL after filling rep with the error.
  */
 const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
-                                          struct qgh_reply *rep);
+                                          struct qgh_principal *who, struct qgh_reply *rep);
+
+/* The pool a request's statements run on: the key's role's, else ctx->m. */
+qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
+                          qg_manager **out, qg_error *err) QG_MUSTCHECK;
 
 /* ---- handlers (routes_*.c, metrics.c) ------------------------------------- */
 

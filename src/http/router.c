@@ -1,4 +1,4 @@
-/* The route table and the checks that run, in order, before a request body arrives. */
+/* The route table and the checks that run, in order, before a request body arrives (authentication included). */
 #include <string.h>
 #include <strings.h>
 
@@ -7,17 +7,19 @@
 /*
  * Every endpoint of the contract. GET routes answer HEAD too. QGH_WORKER
  * routes may wait on the database, so they never run on the event thread.
+ * NOTE: /health/live and /health/ready stay open for load balancers; ready
+ * shows details only to an admin key (routes_health.c).
  */
 static const struct qgh_route routes[] = {
-    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_WORKER},
-    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_WORKER},
-    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_WORKER},
-    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_WORKER},
-    {"GET", "/health", qgh_route_health, QGH_WORKER},
-    {"GET", "/health/live", qgh_route_live, 0},
-    {"GET", "/health/ready", qgh_route_ready, QGH_WORKER},
-    {"GET", "/pool", qgh_route_pool, 0},
-    {"GET", "/metrics", qgh_route_metrics, 0},
+    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_READ},
+    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
+    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
+    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
+    {"GET", "/health", qgh_route_health, QGH_WORKER, QGH_SCOPE_ADMIN},
+    {"GET", "/health/live", qgh_route_live, 0, 0},
+    {"GET", "/health/ready", qgh_route_ready, QGH_WORKER, 0},
+    {"GET", "/pool", qgh_route_pool, 0, QGH_SCOPE_ADMIN},
+    {"GET", "/metrics", qgh_route_metrics, 0, QGH_SCOPE_ADMIN},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -102,9 +104,69 @@ static const struct qgh_route *lookup(const char *path, const char *method,
     return NULL;
 }
 
-const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
-                                          struct qgh_reply *rep)
+static const char *scope_name(unsigned scope)
 {
+    return scope == QGH_SCOPE_READ ? "read" : scope == QGH_SCOPE_WRITE ? "write" : "admin";
+}
+
+/*
+ * 401 or 403 per RFC 6750, or true. An answer closes the connection when a body
+ * may follow, so that it goes out before the body is read: a caller without a
+ * valid key cannot make the service read, let alone buffer, its body.
+ */
+static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
+                       struct qgh_principal *who, struct qgh_reply *rep)
+{
+    enum qgh_auth_result r = qgh_auth_check(h->auth, h->authorization, who);
+    if (!route->scope) {
+        if (r != QGH_AUTH_OK)
+            memset(who, 0, sizeof *who); /* open: answered, but without details */
+        return true;
+    }
+    if (r == QGH_AUTH_OK && (who->scopes & route->scope))
+        return true;
+    if (r == QGH_AUTH_OK) {
+        static const char *const insufficient[] = {
+            "Bearer error=\"insufficient_scope\", scope=\"read\"",
+            "Bearer error=\"insufficient_scope\", scope=\"write\"",
+            "Bearer error=\"insufficient_scope\", scope=\"admin\""};
+        qgh_reply_fail(rep, "forbidden", "this API key lacks the %s scope that %.100s needs",
+                       scope_name(route->scope), h->path);
+        rep->www_authenticate = insufficient[route->scope == QGH_SCOPE_READ    ? 0
+                                             : route->scope == QGH_SCOPE_WRITE ? 1
+                                                                               : 2];
+    } else if (r == QGH_AUTH_MISSING) {
+        qgh_reply_fail(rep, "unauthorized",
+                       "%.100s needs an API key: send the header Authorization: Bearer <key>",
+                       h->path);
+        rep->www_authenticate = "Bearer";
+    } else if (r == QGH_AUTH_MALFORMED) {
+        qgh_reply_fail(rep, "unauthorized",
+                       "the Authorization header holds no usable Bearer token; send "
+                       "Authorization: Bearer <key>");
+        rep->www_authenticate = "Bearer error=\"invalid_request\"";
+    } else {
+        qgh_reply_fail(rep, "unauthorized", "the API key is not valid");
+        rep->www_authenticate = "Bearer error=\"invalid_token\"";
+    }
+    memset(who, 0, sizeof *who);
+    rep->close = h->content_length > 0 || !strcmp(h->method, "POST");
+    return false;
+}
+
+qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
+                          qg_manager **out, qg_error *err)
+{
+    *out = ctx->m;
+    if (!call->who || !call->who->role[0])
+        return QG_OK;
+    return qg_manager_for_role(ctx->m, call->who->role, out, err);
+}
+
+const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
+                                          struct qgh_principal *who, struct qgh_reply *rep)
+{
+    memset(who, 0, sizeof *who);
     *endpoint = NROUTES; /* "other" unless the path is known */
     const struct qgh_route *path_match;
     const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
@@ -137,6 +199,10 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
         rep->allow = allow_header(path_match);
         return NULL;
     }
+
+    /* Before anything about the body: an unknown caller learns nothing more. */
+    if (!authorized(h, route, who, rep))
+        return NULL;
 
     /* A declared body past the limit: answered before it is read. */
     if (h->content_length > h->max_body) {

@@ -27,11 +27,21 @@ void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out)
                    ps.health_connection);
 }
 
+/*
+ * NOTE: /health/ready is open to load balancers, so without an admin key it
+ * says only healthy or unhealthy: a database error may name hosts, and the
+ * pool figures are operational detail.
+ */
 static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
                           const struct qg_health *h)
 {
     qgh_buf b;
     qgh_buf_init(&b);
+    if (!call->who || !(call->who->scopes & QGH_SCOPE_ADMIN)) {
+        qgh_buf_printf(&b, "{\"status\":\"%s\"}", h->healthy ? "healthy" : "unhealthy");
+        qgh_reply_json(call->reply, h->healthy ? 200 : 503, &b);
+        return;
+    }
     if (!h->healthy) {
         qgh_buf_puts(&b, "{\"status\":\"unhealthy\",\"error\":");
         const char *e = h->error[0] ? h->error : "the database check failed";

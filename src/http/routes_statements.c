@@ -130,7 +130,10 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
                     .max_bytes = ctx->cfg->max_result_bytes};
     r.opt.numbers_as_strings = st.numbers_as_strings;
     struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
-    qg_status s = qg_transaction(ctx->m, &opt, kind == QUERY ? run_query : run_writes, &r, &err);
+    qg_manager *m;
+    qg_status s = qgh_manager_for(ctx, call, &m, &err);
+    if (s == QG_OK)
+        s = qg_transaction(m, &opt, kind == QUERY ? run_query : run_writes, &r, &err);
     if (s != QG_OK) {
         if (err.status == QG_OK)
             qg_error_set(&err, s, "the statement failed");

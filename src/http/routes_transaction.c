@@ -69,7 +69,10 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     struct tx_run t = {.tx = &tx, .cancel = call->cancel, .max_bytes = ctx->cfg->max_result_bytes};
     t.opt.numbers_as_strings = tx.numbers_as_strings;
     qgh_buf_init(&t.out);
-    qg_status s = qg_transaction(ctx->m, &tx.opt, run_tx, &t, &err);
+    qg_manager *m;
+    qg_status s = qgh_manager_for(ctx, call, &m, &err);
+    if (s == QG_OK)
+        s = qg_transaction(m, &tx.opt, run_tx, &t, &err);
     if (s != QG_OK) {
         if (err.status == QG_OK)
             qg_error_set(&err, s, "the transaction failed");

@@ -61,6 +61,7 @@ struct request {
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
+    struct qgh_principal who;
     qgh_buf body;
     struct qgh_reply reply;
     struct qgh_cancel cancel;       /* the client hung up: cancel what runs */
@@ -106,6 +107,8 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
     }
     if (rep->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->www_authenticate)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
     if (rep->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     qgh_cors_headers(s->cors, r->origin, rep, add_header, resp);
@@ -151,7 +154,7 @@ static void job_run(struct qgh_job *job)
         watched = true;
     }
     struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                            &r->reply, &r->cancel};
+                            &r->who, &r->reply, &r->cancel};
     qgh_log_request(r->request_id);
     if (!atomic_load(&r->cancel.gone))
         r->route->handler(&s->ctx, &call);
@@ -196,7 +199,7 @@ static enum MHD_Result run(qg_server *s, struct request *r)
 {
     if (!(r->route->flags & QGH_WORKER)) {
         struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                                &r->reply, NULL};
+                                &r->who, &r->reply, NULL};
         r->route->handler(&s->ctx, &call);
         if (!r->reply.status)
             qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
@@ -288,6 +291,9 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .content_length = len,
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
+        .auth = s->ctx.auth,
+        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_AUTHORIZATION),
         .cors = s->cors,
         .origin = r->origin,
         .cors_method = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -295,7 +301,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .cors_headers = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     "Access-Control-Request-Headers"),
     };
-    r->route = qgh_dispatch_head(&head, &r->endpoint, &r->reply);
+    r->route = qgh_dispatch_head(&head, &r->endpoint, &r->who, &r->reply);
     if (r->route) {
         /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
         if (len > 0)
@@ -534,8 +540,8 @@ static qg_status start_daemon(qg_server *s, qg_error *err)
     return QG_OK;
 }
 
-qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server **out,
-                          qg_error *err)
+qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *auth,
+                          qg_server **out, qg_error *err)
 {
     *out = NULL;
     qg_server *s = calloc(1, sizeof *s);
@@ -543,6 +549,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qg_server 
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
     s->ctx.cfg = cfg;
     s->ctx.m = m;
+    s->ctx.auth = auth;
     const char *names[32];
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)

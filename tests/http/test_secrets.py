@@ -1,0 +1,188 @@
+"""No secret leaks: the database password and an API key never appear in logs, answers, headers, metrics or --help."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qgharness import Server, binary, check, check_error, database_url, run_tests  # noqa: E402
+
+KEY = "leak-test-key-%d-%s" % (os.getpid(), os.urandom(8).hex())
+
+
+def password():
+    pw = urllib.parse.urlparse(database_url()).password
+    check(pw and len(pw) >= 8, "the test database URL has no usable password")
+    return urllib.parse.unquote(pw)
+
+
+def url_with(**parts):
+    """The test database URL with netloc parts replaced (port, password)."""
+    u = urllib.parse.urlparse(database_url())
+    host = u.hostname
+    port = parts.get("port", u.port)
+    pw = parts.get("password", u.password)
+    return u._replace(netloc="%s:%s@%s:%s" % (u.username, pw, host, port)).geturl()
+
+
+class Seen:
+    """Everything an outsider or an operator gets to read."""
+
+    def __init__(self):
+        self.texts = []
+
+    def response(self, what, r):
+        head = "\n".join("%s: %s" % kv for kv in r.headers.items())
+        self.texts.append(("%s: %d\n%s" % (what, r.status, head), r.raw.decode("utf-8", "replace")))
+        return r
+
+    def text(self, what, t):
+        self.texts.append((what, t))
+
+    def assert_clean(self, *secrets):
+        for what, t in self.texts:
+            for secret in secrets:
+                check(secret not in (what + t), "secret in %s:\n%s" % (what, t[:2000]))
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def drive(s, seen):
+    """Errors of every kind, each answer recorded."""
+    ok = {"Authorization": "Bearer " + KEY}
+    reqs = [
+        ("POST", "/query", {"sql": "SELEC nonsense"}, ok),
+        ("POST", "/query", {"sql": "SELECT * FROM no_such_table_here"}, ok),
+        ("POST", "/query", {"sql": "SELECT :a", "params": {}}, ok),
+        ("POST", "/query", "{", ok),
+        ("POST", "/update", {"sql": "SELECT 1/0"}, ok),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + KEY + "x"}),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + KEY + KEY}),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + KEY[:-1]}),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Basic " + KEY}),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + KEY + " extra"}),
+        ("GET", "/nope", None, ok),
+        ("PUT", "/query", None, ok),
+        ("GET", "/pool", None, ok),
+        ("GET", "/health", None, ok),
+        ("GET", "/health/ready", None, ok),
+        ("GET", "/health/ready", None, {}),
+        ("GET", "/health/live", None, {}),
+    ]
+    for method, path, body, headers in reqs:
+        r = s.post(path, body, headers=headers) if method == "POST" else \
+            s.request(method, path, headers=headers)
+        seen.response("%s %s" % (method, path), r)
+
+
+def pool_timeout(s, seen):
+    """Two slow statements on a one-connection pool: the second times out."""
+    out = []
+
+    def slow():
+        out.append(s.post("/query", {"sql": "SELECT pg_sleep(1.5)"},
+                          headers={"Authorization": "Bearer " + KEY}, conn=s.connection()))
+
+    ts = [threading.Thread(target=slow) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    check(sorted(r.status for r in out) == [200, 503], out)
+    for r in out:
+        seen.response("pool timeout", r)
+    check(any(r.code == "pool_timeout" for r in out), out)
+
+
+def test_no_leaks_while_serving():
+    pw = password()
+    seen = Seen()
+    s = Server(AUTH="keys", API_KEYS=KEY + " read,write,admin", DB_POOL_SIZE=1,
+               DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=1, HTTP_THREADS=2, DB_ECHO="true",
+               LOG_LEVEL="debug")
+    try:
+        drive(s, seen)
+        pool_timeout(s, seen)
+        ok = {"Authorization": "Bearer " + KEY}
+        for path in ("/pool", "/health", "/metrics"):
+            r = seen.response(path, s.get(path, headers=ok))
+            check(r.status == 200, r)
+        check_error(s.post("/query", {"sql": "SELECT 1"},
+                           headers={"Authorization": "Bearer " + KEY + "x"}), 401, "unauthorized")
+    finally:
+        s.stop()
+    seen.text("log", "".join(s.lines))
+    check(any("configuration:" in ln for ln in s.lines), "no configuration line")
+    seen.assert_clean(pw, KEY)
+
+
+def test_no_leaks_when_the_database_fails():
+    """A closed port and a wrong password: the answers and the log name neither secret."""
+    pw = password()
+    wrong = "wrong-pw-%s" % os.urandom(6).hex()
+    seen = Seen()
+    ok = {"Authorization": "Bearer " + KEY}
+    # NOTE: libpq checks port and sslmode only when it connects: such URLs start, then fail.
+    for url in (url_with(port=closed_port()), url_with(password=wrong), url_with(port="notaport"),
+                database_url() + "?sslmode=bogus"):
+        s = Server(DATABASE_URL=url, AUTH="keys", API_KEYS=KEY + " read,write,admin",
+                   DB_RETRIES=0, DB_CONNECT_TIMEOUT=2, HEALTH_CACHE_MS=0)
+        try:
+            for method, path in (("POST", "/query"), ("POST", "/update"), ("GET", "/health"),
+                                 ("GET", "/health/ready"), ("GET", "/pool"), ("GET", "/metrics")):
+                r = s.post(path, {"sql": "SELECT 1"}, headers=ok) if method == "POST" else \
+                    s.get(path, headers=ok)
+                seen.response(path, r)
+                check(r.status != 200 or path in ("/pool", "/metrics"), (path, r))
+        finally:
+            s.stop()
+        seen.text("log", "".join(s.lines))
+    seen.assert_clean(pw, wrong, KEY)
+
+
+def run(env_extra, args=()):
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTH", "API_KEYS", "HOST")}
+    env.update({"PORT": "0", "API_KEYS": KEY + " read"})
+    env.update(env_extra)
+    try:
+        p = subprocess.run([binary()] + list(args), env=env, capture_output=True, text=True,
+                           timeout=10)
+        return p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired as e:
+        return None, (e.stdout or b"").decode() + (e.stderr or b"").decode()
+
+
+def test_no_leaks_at_startup_and_help():
+    pw = password()
+    seen = Seen()
+    u = urllib.parse.urlparse(database_url())
+    bad_urls = [
+        "postgresql://qg:%s@[::1/qg" % pw,                      # unparseable URI
+        "host=%s password=%s port=%s dbname='qg" % (u.hostname, pw, u.port),
+    ]
+    for bad in bad_urls:
+        rc, out = run({"DATABASE_URL": bad})
+        check(rc == 2, (bad.replace(pw, "***"), rc, out.replace(pw, "***")))
+        seen.text("startup with %s" % bad.replace(pw, "***"), out)
+    for args in (["--help"], ["--version"]):
+        rc, out = run({"DATABASE_URL": database_url()}, args)
+        check(rc == 0, (args, rc))
+        seen.text(" ".join(args), out)
+    # Bad settings next to the secrets: the message names the variable, not the secrets.
+    for env in ({"DB_POOL_SIZE": "x"}, {"HOST": "0.0.0.0", "API_KEYS": ""},
+                {"API_KEYS": KEY + " read,wrte"}, {"API_KEYS": KEY + " read;" + KEY + " write"}):
+        rc, out = run(dict({"DATABASE_URL": database_url()}, **env))
+        check(rc == 2, (env.keys(), rc, out.replace(pw, "***").replace(KEY, "<key>")))
+        seen.text("startup with %s" % sorted(env), out)
+    seen.assert_clean(pw, KEY)
+
+
+if __name__ == "__main__":
+    database_url()
+    run_tests(dict(globals()))
