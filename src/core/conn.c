@@ -69,10 +69,15 @@ static qg_status connect_error(qg_manager *m, PGconn *pg, qg_error *err)
     size_t n = strlen(why);
     while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
         why[--n] = '\0';
-    qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
-                               "could not connect to the database at %s: %s; check DATABASE_URL "
-                               "and that the server is up",
-                               m->ci_options->display, why);
+    qg_status s = m->role
+        ? qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
+                       "could not connect to the database at %s as role \"%s\": %s; the role "
+                       "needs LOGIN and its password in PGPASSFILE (or another libpq method)",
+                       m->ci_options->display, m->role, why)
+        : qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
+                       "could not connect to the database at %s: %s; check DATABASE_URL "
+                       "and that the server is up",
+                       m->ci_options->display, why);
     if (err && !err->sqlstate[0])
         snprintf(err->sqlstate, sizeof err->sqlstate, "08001");
     return s;

@@ -111,6 +111,7 @@ static void missing_role_is_unavailable(void)
     qg_error_clear(&err);
     CHECK_INT(qg_query(ghost, "SELECT 1", NULL, &r, &err), QG_ERR_DB_UNAVAILABLE);
     CHECK(strstr(err.message, "could not connect") != NULL);
+    CHECK(strstr(err.message, "as role \"qgt_no_such_role\"") != NULL);
     CHECK(strstr(err.message, "reader-secret") == NULL);
 }
 
