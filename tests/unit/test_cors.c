@@ -133,7 +133,7 @@ static void test_response_headers(void)
     struct headers out = {""};
     qgh_cors_headers(c, "https://a.example", &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: https://a.example\n"
-                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After\n");
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate\n");
     out.text[0] = '\0';
     qgh_cors_headers(c, NULL, &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\n");
@@ -145,7 +145,7 @@ static void test_response_headers(void)
     out.text[0] = '\0';
     qgh_cors_headers(c, "https://z.example", &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: *\n"
-                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After\n");
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate\n");
     qgh_cors_free(c);
 }
 
