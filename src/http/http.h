@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "querygate/querygate.h"
 
@@ -297,6 +298,7 @@ bool qgh_client_gone(int fd);
 /* One watched request; lives in the request, linked while it runs. */
 struct qgh_watch_entry {
     struct qgh_watch_entry *next;
+    uint64_t id;     /* names it in the epoll set: a stale event cannot hit a new entry */
     int fd;
     struct qgh_cancel *cancel;
     bool cancelling; /* the watcher is cancelling its statement right now */

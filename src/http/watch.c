@@ -1,8 +1,9 @@
 /* Client watcher: notices a client that hangs up while its request runs, and cancels its statement. */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,8 +12,8 @@
 
 /*
  * NOTE: libmicrohttpd does not look at a suspended connection, so nobody would
- * see its client leave until the worker resumes it. One thread polls the
- * sockets of the requests that run for POLLRDHUP (peer closed or shut down its
+ * see its client leave until the worker resumes it. One thread watches the
+ * sockets of the requests that run for EPOLLRDHUP (peer closed or shut down its
  * side; pipelined bytes do not wake it) and cancels their statements. A client
  * that half-closes and still waits for its answer counts as gone, as in nginx.
  */
@@ -20,12 +21,11 @@ struct qgh_watch {
     pthread_mutex_t mu;
     pthread_cond_t done;     /* a cancel in progress finished */
     struct qgh_watch_entry *head;
-    int wake[2];             /* a byte here: the set changed, or stopping */
+    uint64_t next_id;
+    int epfd;                /* the sockets of running requests, for EPOLLRDHUP */
+    int stopfd;              /* an eventfd: written once, to stop */
     bool stopping;
     pthread_t thread;
-    struct pollfd *fds;      /* the poll set, rebuilt each round */
-    struct qgh_watch_entry **polled;
-    size_t cap;
 };
 
 /* Re-sent while the request still runs: a cancel that lands between statements is ignored. */
@@ -70,50 +70,12 @@ bool qgh_client_gone(int fd)
     return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-static void wake(qgh_watch *w)
+static struct qgh_watch_entry *find(qgh_watch *w, uint64_t id)
 {
-    char b = 1;
-    ssize_t n;
-    do
-        n = write(w->wake[1], &b, 1);
-    while (n < 0 && errno == EINTR);
-}
-
-/* The sockets of requests whose clients are still there, the wake pipe first. Lock held. */
-static size_t build_set(qgh_watch *w)
-{
-    size_t n = 1;
     for (struct qgh_watch_entry *e = w->head; e; e = e->next)
-        n += !atomic_load(&e->cancel->gone);
-    if (n > w->cap) {
-        size_t cap = n * 2;
-        struct pollfd *fds = realloc(w->fds, cap * sizeof *fds);
-        if (fds)
-            w->fds = fds;
-        struct qgh_watch_entry **polled = realloc(w->polled, cap * sizeof *polled);
-        if (polled)
-            w->polled = polled;
-        if (!fds || !polled)
-            return 1; /* out of memory: watch nothing this round */
-        w->cap = cap;
-    }
-    w->fds[0] = (struct pollfd){.fd = w->wake[0], .events = POLLIN};
-    n = 1;
-    for (struct qgh_watch_entry *e = w->head; e; e = e->next) {
-        if (atomic_load(&e->cancel->gone))
-            continue;
-        w->polled[n] = e;
-        w->fds[n++] = (struct pollfd){.fd = e->fd, .events = POLLRDHUP};
-    }
-    return n;
-}
-
-static bool registered(qgh_watch *w, const struct qgh_watch_entry *e)
-{
-    for (struct qgh_watch_entry *x = w->head; x; x = x->next)
-        if (x == e)
-            return true;
-    return false;
+        if (e->id == id)
+            return e;
+    return NULL;
 }
 
 /* Cancels the statements of gone clients; the lock is dropped around each cancel. */
@@ -134,31 +96,45 @@ static void cancel_gone(qgh_watch *w)
     }
 }
 
+static bool any_gone(qgh_watch *w)
+{
+    for (struct qgh_watch_entry *e = w->head; e; e = e->next)
+        if (atomic_load(&e->cancel->gone))
+            return true;
+    return false;
+}
+
+/*
+ * NOTE: the set lives in the kernel (epoll), so adding and removing a request
+ * costs its worker one epoll_ctl each and never wakes this thread; it wakes only
+ * when a client hangs up (or to re-send cancels while a gone client's request runs).
+ */
 static void *watch_main(void *arg)
 {
     qgh_watch *w = arg;
-    pthread_mutex_lock(&w->mu);
-    while (!w->stopping) {
-        size_t n = build_set(w);
-        bool any_gone = false;
-        for (struct qgh_watch_entry *e = w->head; e && !any_gone; e = e->next)
-            any_gone = atomic_load(&e->cancel->gone);
-        pthread_mutex_unlock(&w->mu);
-        int r = poll(w->fds, n, any_gone ? QGH_RECANCEL_MS : -1);
+    bool pending = false;
+    for (;;) {
+        struct epoll_event ev[16];
+        int n = epoll_wait(w->epfd, ev, 16, pending ? QGH_RECANCEL_MS : -1);
         pthread_mutex_lock(&w->mu);
-        if (r > 0 && (w->fds[0].revents & POLLIN)) {
-            char buf[64];
-            while (read(w->wake[0], buf, sizeof buf) > 0) {
-            }
+        if (w->stopping) {
+            pthread_mutex_unlock(&w->mu);
+            break;
         }
-        /* NOTE: an entry removed during poll() may have had its fd reused: only
-           entries still registered count. */
-        for (size_t i = 1; r > 0 && i < n; i++)
-            if ((w->fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) && registered(w, w->polled[i]))
-                atomic_store(&w->polled[i]->cancel->gone, true);
+        for (int i = 0; i < n; i++) {
+            struct qgh_watch_entry *e = find(w, ev[i].data.u64);
+            if (!e || !(ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                continue;
+            atomic_store(&e->cancel->gone, true);
+            /* Level-triggered, and HUP cannot be masked: out of the set, or it would
+               fire until the request ends. Cancels are re-sent by the timeout. */
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+            e->fd = -1;
+        }
         cancel_gone(w);
+        pending = any_gone(w);
+        pthread_mutex_unlock(&w->mu);
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -168,17 +144,24 @@ qg_status qgh_watch_new(qgh_watch **out, qg_error *err)
     qgh_watch *w = calloc(1, sizeof *w);
     if (!w)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the client watcher");
-    if (pipe2(w->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event stop = {.events = EPOLLIN, .data.u64 = 0}; /* ids start at 1 */
+    if (w->epfd < 0 || w->stopfd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->stopfd, &stop)) {
+        int e = errno;
+        if (w->epfd >= 0)
+            close(w->epfd);
+        if (w->stopfd >= 0)
+            close(w->stopfd);
         free(w);
-        return qg_error_set(err, QG_ERR_INTERNAL, "cannot create the client watcher's pipe: %s",
-                            strerror(errno));
+        return qg_error_set(err, QG_ERR_INTERNAL, "cannot set up the client watcher: %s", strerror(e));
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->done, NULL);
     int rc = pthread_create(&w->thread, NULL, watch_main, w);
     if (rc) {
-        close(w->wake[0]);
-        close(w->wake[1]);
+        close(w->epfd);
+        close(w->stopfd);
         pthread_cond_destroy(&w->done);
         pthread_mutex_destroy(&w->mu);
         free(w);
@@ -195,10 +178,13 @@ void qgh_watch_add(qgh_watch *w, struct qgh_watch_entry *e, int fd, struct qgh_c
     e->cancel = cs;
     e->cancelling = false;
     pthread_mutex_lock(&w->mu);
+    e->id = ++w->next_id;
     e->next = w->head;
     w->head = e;
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = e->id};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        e->fd = -1; /* not watched (e.g. out of memory): the request just runs */
     pthread_mutex_unlock(&w->mu);
-    wake(w);
 }
 
 void qgh_watch_remove(qgh_watch *w, struct qgh_watch_entry *e)
@@ -213,8 +199,9 @@ void qgh_watch_remove(qgh_watch *w, struct qgh_watch_entry *e)
         }
     }
     e->next = NULL;
+    if (e->fd >= 0)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, e->fd, NULL);
     pthread_mutex_unlock(&w->mu);
-    /* No wake: a stale fd in the poll set is ignored (registered()) and dropped next round. */
 }
 
 void qgh_watch_free(qgh_watch *w)
@@ -224,12 +211,14 @@ void qgh_watch_free(qgh_watch *w)
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
     pthread_mutex_unlock(&w->mu);
-    wake(w);
+    uint64_t one = 1;
+    ssize_t n;
+    do
+        n = write(w->stopfd, &one, sizeof one);
+    while (n < 0 && errno == EINTR);
     pthread_join(w->thread, NULL);
-    close(w->wake[0]);
-    close(w->wake[1]);
-    free(w->fds);
-    free(w->polled);
+    close(w->epfd);
+    close(w->stopfd);
     pthread_cond_destroy(&w->done);
     pthread_mutex_destroy(&w->mu);
     free(w);
