@@ -2,6 +2,7 @@
 #ifndef QUERYGATE_H
 #define QUERYGATE_H
 
+#include "querygate/buf.h"
 #include "querygate/config.h"
 #include "querygate/error.h"
 #include "querygate/json.h"

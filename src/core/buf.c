@@ -7,18 +7,18 @@
 
 #include "core_private.h"
 
-void qgp_buf_init(qgp_buf *b)
+void qg_buf_init(qg_buf *b)
 {
     memset(b, 0, sizeof *b);
 }
 
-void qgp_buf_free(qgp_buf *b)
+void qg_buf_free(qg_buf *b)
 {
     free(b->data);
-    qgp_buf_init(b);
+    qg_buf_init(b);
 }
 
-void qgp_buf_reset(qgp_buf *b)
+void qg_buf_reset(qg_buf *b)
 {
     b->len = 0;
     b->oom = false;
@@ -26,7 +26,7 @@ void qgp_buf_reset(qgp_buf *b)
         b->data[0] = '\0';
 }
 
-bool qgp_buf_reserve(qgp_buf *b, size_t extra)
+bool qg_buf_reserve(qg_buf *b, size_t extra)
 {
     if (b->oom)
         return false;
@@ -54,35 +54,35 @@ bool qgp_buf_reserve(qgp_buf *b, size_t extra)
     return true;
 }
 
-void qgp_buf_append(qgp_buf *b, const char *s, size_t n)
+void qg_buf_append(qg_buf *b, const char *s, size_t n)
 {
-    if (!qgp_buf_reserve(b, n))
+    if (!qg_buf_reserve(b, n))
         return;
     memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
 
-void qgp_buf_puts(qgp_buf *b, const char *s)
+void qg_buf_puts(qg_buf *b, const char *s)
 {
-    qgp_buf_append(b, s, strlen(s));
+    qg_buf_append(b, s, strlen(s));
 }
 
-void qgp_buf_putc(qgp_buf *b, char c)
+void qg_buf_putc(qg_buf *b, char c)
 {
-    if (!qgp_buf_reserve(b, 1))
+    if (!qg_buf_reserve(b, 1))
         return;
     b->data[b->len++] = c;
     b->data[b->len] = '\0';
 }
 
-void qgp_buf_printf(qgp_buf *b, const char *fmt, ...)
+void qg_buf_printf(qg_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || !qgp_buf_reserve(b, (size_t)n))
+    if (n < 0 || !qg_buf_reserve(b, (size_t)n))
         return;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -115,10 +115,10 @@ char *qgp_json_escape_byte(char *o, unsigned char c)
     return o;
 }
 
-void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n)
+void qg_buf_json_string(qg_buf *b, const char *s, size_t n)
 {
     /* NOTE: worst case 6 bytes per input byte; reserving it once keeps the loop branch-light. */
-    if (n > (SIZE_MAX - 2) / 6 || !qgp_buf_reserve(b, n * 6 + 2))
+    if (n > (SIZE_MAX - 2) / 6 || !qg_buf_reserve(b, n * 6 + 2))
         return;
     char *o = b->data + b->len;
     *o++ = '"';
@@ -129,13 +129,13 @@ void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n)
     b->len = (size_t)(o - b->data);
 }
 
-char *qgp_buf_steal(qgp_buf *b, size_t *len)
+char *qg_buf_steal(qg_buf *b, size_t *len)
 {
     char *d = b->oom ? NULL : b->data;
     if (len)
         *len = d ? b->len : 0;
     if (!d)
         free(b->data);
-    qgp_buf_init(b);
+    qg_buf_init(b);
     return d;
 }

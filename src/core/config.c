@@ -475,36 +475,36 @@ void qg_config_help(FILE *out)
 }
 
 /* Appends s, in double quotes (with \" and \\) when it is empty or has spaces or quotes. */
-static void put_word(qgp_buf *b, const char *s)
+static void put_word(qg_buf *b, const char *s)
 {
     if (*s && !strpbrk(s, " \t\n\"\\'")) {
-        qgp_buf_puts(b, s);
+        qg_buf_puts(b, s);
         return;
     }
-    qgp_buf_putc(b, '"');
+    qg_buf_putc(b, '"');
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            qgp_buf_putc(b, '\\');
-        qgp_buf_putc(b, *s);
+            qg_buf_putc(b, '\\');
+        qg_buf_putc(b, *s);
     }
-    qgp_buf_putc(b, '"');
+    qg_buf_putc(b, '"');
 }
 
-static void describe_row(qgp_buf *b, const struct qg_config *cfg, const struct cf_row *r)
+static void describe_row(qg_buf *b, const struct qg_config *cfg, const struct cf_row *r)
 {
     const void *p = (const char *)cfg + r->offset;
-    qgp_buf_printf(b, "%s%s=", b->len ? " " : "", r->name);
+    qg_buf_printf(b, "%s%s=", b->len ? " " : "", r->name);
     switch (r->type) {
-    case CF_INT: qgp_buf_printf(b, "%d", *(const int *)p); break;
+    case CF_INT: qg_buf_printf(b, "%d", *(const int *)p); break;
     case CF_LONG:
-    case CF_SIZE: qgp_buf_printf(b, "%ld", *(const long *)p); break;
-    case CF_DOUBLE: qgp_buf_printf(b, "%.15g", *(const double *)p); break;
-    case CF_BOOL: qgp_buf_puts(b, *(const bool *)p ? "true" : "false"); break;
+    case CF_SIZE: qg_buf_printf(b, "%ld", *(const long *)p); break;
+    case CF_DOUBLE: qg_buf_printf(b, "%.15g", *(const double *)p); break;
+    case CF_BOOL: qg_buf_puts(b, *(const bool *)p ? "true" : "false"); break;
     case CF_ENUM: {
         int i = *(const int *)p, n = 0;
         while (r->names[n])
             n++;
-        qgp_buf_puts(b, i >= 0 && i < n ? r->names[i] : "?");
+        qg_buf_puts(b, i >= 0 && i < n ? r->names[i] : "?");
         break;
     }
     case CF_STRING: {
@@ -512,7 +512,7 @@ static void describe_row(qgp_buf *b, const struct qg_config *cfg, const struct c
         if (!s)
             break;
         if (r->secret == CF_SECRET) {
-            qgp_buf_puts(b, "***");
+            qg_buf_puts(b, "***");
         } else if (r->secret == CF_CONNINFO) {
             char *red = qgp_redact_conninfo(s);
             if (!red)
@@ -532,9 +532,9 @@ char *qg_config_describe(const struct qg_config *cfg)
 {
     if (!cfg)
         return NULL;
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     for (size_t i = 0; i < NROWS; i++)
         describe_row(&b, cfg, &rows[i]);
-    return qgp_buf_steal(&b, NULL);
+    return qg_buf_steal(&b, NULL);
 }

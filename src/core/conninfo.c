@@ -172,14 +172,14 @@ static const char *opt_val(const PQconninfoOption *o, const char *kw)
 /* The URL's options, then ours (later -c settings win). malloc'd; NULL when out of memory. */
 static char *startup_options(const struct qg_config *cfg, const char *url_options)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     if (url_options && *url_options)
-        qgp_buf_printf(&b, "%s ", url_options);
-    qgp_buf_printf(&b, "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d "
+        qg_buf_printf(&b, "%s ", url_options);
+    qg_buf_printf(&b, "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d "
                        "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC",
                    cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
-    return qgp_buf_steal(&b, NULL);
+    return qg_buf_steal(&b, NULL);
 }
 
 static void add(struct ci_store *st, size_t *n, const char *k, const char *v)
@@ -314,14 +314,14 @@ char *qgp_session_settings_sql(const struct qg_config *cfg)
 {
     if (!cfg)
         return NULL;
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_printf(&b, "SELECT set_config('statement_timeout', '%d', true), "
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_printf(&b, "SELECT set_config('statement_timeout', '%d', true), "
                        "set_config('idle_in_transaction_session_timeout', '%d', true), "
                        "set_config('DateStyle', 'ISO', true), set_config('IntervalStyle', 'iso_8601', true), "
                        "set_config('TimeZone', 'UTC', true)",
                    cfg->statement_timeout_ms, cfg->idle_tx_timeout_ms);
-    return qgp_buf_steal(&b, NULL);
+    return qg_buf_steal(&b, NULL);
 }
 
 /* ---- redaction ------------------------------------------------------------ */
@@ -381,7 +381,7 @@ static void mark(bool *hide, size_t from, size_t to)
  * - the value of every secret query key (password=, sslpassword=) up to the
  *   next '&', after any '?' or '&', since '?' may itself be in a password.
  */
-static void redact_uri(qgp_buf *b, const char *s, size_t n, size_t scheme_len)
+static void redact_uri(qg_buf *b, const char *s, size_t n, size_t scheme_len)
 {
     size_t start = scheme_len + 3, at = n;
     bool *hide = calloc(n + 1, sizeof *hide);
@@ -410,30 +410,30 @@ static void redact_uri(qgp_buf *b, const char *s, size_t n, size_t scheme_len)
         while (j < n && hide[j] == hide[i])
             j++;
         if (hide[i])
-            qgp_buf_puts(b, "***");
+            qg_buf_puts(b, "***");
         else
-            qgp_buf_append(b, s + i, j - i);
+            qg_buf_append(b, s + i, j - i);
         i = j;
     }
     free(hide);
 }
 
 /* A key=value token that is not a secret; a URI inside one (dbname=postgresql://...) is redacted too. */
-static void put_token(qgp_buf *b, const char *s, size_t n)
+static void put_token(qg_buf *b, const char *s, size_t n)
 {
     const char *sep = NULL;
     for (size_t i = 0; i + 2 < n && !sep; i++)
         if (!memcmp(s + i, "://", 3))
             sep = s + i;
     if (!sep) {
-        qgp_buf_append(b, s, n);
+        qg_buf_append(b, s, n);
         return;
     }
     size_t before = (size_t)(sep - s);
     size_t from = before; /* the scheme starts after the last non-scheme character */
     while (from && (isalnum((unsigned char)s[from - 1]) || strchr("+-.", s[from - 1])))
         from--;
-    qgp_buf_append(b, s, from);
+    qg_buf_append(b, s, from);
     redact_uri(b, s + from, n - from, before - from);
 }
 
@@ -454,11 +454,11 @@ static size_t kv_value_len(const char *s)
 }
 
 /* key=value pairs as libpq reads them, kept as written except secret values. */
-static void redact_kv(qgp_buf *b, const char *s)
+static void redact_kv(qg_buf *b, const char *s)
 {
     while (*s) {
         size_t ws = strspn(s, " \t\n\r\f\v");
-        qgp_buf_append(b, s, ws);
+        qg_buf_append(b, s, ws);
         s += ws;
         size_t k = strcspn(s, "= \t\n\r\f\v");
         bool secret = k && secret_key(s, k);
@@ -467,22 +467,22 @@ static void redact_kv(qgp_buf *b, const char *s)
         size_t ws2 = strspn(s, " \t\n\r\f\v");
         if (s[ws2] != '=') {
             if (secret && *s) { /* "password secret": the value's '=' is missing */
-                qgp_buf_puts(b, " ***");
+                qg_buf_puts(b, " ***");
                 return;
             }
             continue;
         }
         if (!k && !ws2) { /* a '=' without a key */
-            qgp_buf_putc(b, '=');
+            qg_buf_putc(b, '=');
             s++;
             continue;
         }
         ws = ws2 + 1 + strspn(s + ws2 + 1, " \t\n\r\f\v");
-        qgp_buf_append(b, s, ws);
+        qg_buf_append(b, s, ws);
         s += ws;
         size_t v = kv_value_len(s);
         if (secret)
-            qgp_buf_puts(b, s[0] == '\'' ? "'***'" : "***");
+            qg_buf_puts(b, s[0] == '\'' ? "'***'" : "***");
         else
             put_token(b, s, v);
         s += v;
@@ -491,17 +491,17 @@ static void redact_kv(qgp_buf *b, const char *s)
 
 char *qgp_redact_conninfo(const char *conninfo)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_puts(&b, "");
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_puts(&b, "");
     const char *s = conninfo ? conninfo : "";
     size_t ws = strspn(s, " \t\n\r\f\v"), n = strlen(s);
     size_t scheme = uri_scheme_len(s + ws, n - ws);
     if (scheme) {
-        qgp_buf_append(&b, s, ws);
+        qg_buf_append(&b, s, ws);
         redact_uri(&b, s + ws, n - ws, scheme);
     } else {
         redact_kv(&b, s);
     }
-    return qgp_buf_steal(&b, NULL);
+    return qg_buf_steal(&b, NULL);
 }

@@ -7,30 +7,11 @@
 #include <stddef.h>
 #include "querygate/querygate.h"
 
-/* ---- buf.c: growable byte buffer --------------------------------------- */
+/* ---- buf.c (the buffer itself is public: querygate/buf.h) --------------- */
 
-/* A buffer that remembers an allocation failure instead of reporting each. */
-typedef struct qgp_buf {
-    char *data; /* NUL-terminated while !oom */
-    size_t len;
-    size_t cap;
-    bool oom;
-} qgp_buf;
-
-void qgp_buf_init(qgp_buf *b);
-void qgp_buf_free(qgp_buf *b);
-void qgp_buf_reset(qgp_buf *b);                    /* len = 0, keeps memory */
-bool qgp_buf_reserve(qgp_buf *b, size_t extra);
-void qgp_buf_append(qgp_buf *b, const char *s, size_t n);
-void qgp_buf_puts(qgp_buf *b, const char *s);
-void qgp_buf_putc(qgp_buf *b, char c);
-void qgp_buf_printf(qgp_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
 /* Writes byte c JSON-escaped at o (room for 6 bytes); returns the new end. */
 char *qgp_json_escape_byte(char *o, unsigned char c);
-/* Appends s as a JSON string, quotes included (UTF-8 passed through). */
-void qgp_buf_json_string(qgp_buf *b, const char *s, size_t n);
-/* Hands the data to the caller (malloc'd, caller frees); b is left empty. */
-char *qgp_buf_steal(qgp_buf *b, size_t *len);
+
 
 /* ---- json.c: request JSON ---------------------------------------------- */
 
@@ -101,7 +82,7 @@ struct qgp_json_opts {
  * numbers with their exact digits, NaN/Infinity as strings, bool, embedded
  * json/jsonb, arrays parsed into JSON arrays, everything else a JSON string.
  */
-void qgp_json_value(qgp_buf *out, Oid type, const char *val, size_t len,
+void qgp_json_value(qg_buf *out, Oid type, const char *val, size_t len,
                     const struct qgp_json_opts *opt);
 
 /*
@@ -113,14 +94,14 @@ char **qgp_json_keys(const PGresult *res);
 void qgp_json_keys_free(char **keys, int n);
 
 /* Appends row `row` of res as a JSON object using keys from qgp_json_keys(). */
-void qgp_json_row(qgp_buf *out, const PGresult *res, int row, char *const *keys,
+void qgp_json_row(qg_buf *out, const PGresult *res, int row, char *const *keys,
                   const struct qgp_json_opts *opt);
 
 /*
  * Appends [{"name":...,"type":...}] for res's columns (suffixed names, as keys).
  * type is qgp_type_name(), or "oid:<number>" for a type that is not built in.
  */
-void qgp_json_columns(qgp_buf *out, const PGresult *res);
+void qgp_json_columns(qg_buf *out, const PGresult *res);
 
 /* ---- conninfo.c: connection parameters ---------------------------------- */
 

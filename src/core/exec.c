@@ -63,9 +63,9 @@ struct reader {
     qg_conn *c;
     const qgp_sql *ps;
     struct qgp_json_opts jopts;
-    qgp_buf *rows;
-    qgp_buf columns;
-    qgp_buf first;
+    qg_buf *rows;
+    qg_buf columns;
+    qg_buf first;
     char **keys;
     int nkeys;
     long long nrows;
@@ -78,7 +78,7 @@ static void start_rows(struct reader *rd, const PGresult *res)
     rd->nkeys = PQnfields(res);
     rd->keys = qgp_json_keys(res);
     qgp_json_columns(&rd->columns, res);
-    qgp_buf_putc(rd->rows, '[');
+    qg_buf_putc(rd->rows, '[');
 }
 
 static void take_row(struct reader *rd, const PGresult *res)
@@ -89,11 +89,11 @@ static void take_row(struct reader *rd, const PGresult *res)
     if (!rd->keys)
         start_rows(rd, res);
     if (rd->nrows)
-        qgp_buf_putc(rd->rows, ',');
+        qg_buf_putc(rd->rows, ',');
     qgp_json_row(rd->rows, res, 0, rd->keys, &rd->jopts);
     if (rd->nrows == 0 && PQnfields(res) > 0) {
         if (PQgetisnull(res, 0, 0))
-            qgp_buf_puts(&rd->first, "null");
+            qg_buf_puts(&rd->first, "null");
         else
             qgp_json_value(&rd->first, PQftype(res, 0), PQgetvalue(res, 0, 0),
                            (size_t)PQgetlength(res, 0, 0), &rd->jopts);
@@ -242,15 +242,15 @@ static qg_status finish(struct reader *rd, qg_error *err)
                             "page with keyset pagination, or raise the caps",
                             cfg->max_result_rows, cfg->max_result_bytes);
     if (rd->keys)
-        qgp_buf_putc(rd->rows, ']');
+        qg_buf_putc(rd->rows, ']');
     if (rd->rows->oom || rd->columns.oom || rd->first.oom)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the result");
     qg_result *r = rd->out;
     r->row_count = rd->nrows;
     if (rd->keys)
-        r->rows = qgp_buf_steal(rd->rows, &r->rows_len);
-    r->columns = qgp_buf_steal(&rd->columns, &r->columns_len);
-    r->first = qgp_buf_steal(&rd->first, &r->first_len);
+        r->rows = qg_buf_steal(rd->rows, &r->rows_len);
+    r->columns = qg_buf_steal(&rd->columns, &r->columns_len);
+    r->first = qg_buf_steal(&rd->first, &r->first_len);
     return QG_OK;
 }
 
@@ -277,9 +277,9 @@ static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
     rd.jopts.numbers_as_strings = opt ? opt->numbers_as_strings : c->m->cfg->numbers_as_strings;
     if (!(rd.out = calloc(1, sizeof *rd.out)))
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
-    qgp_buf_reset(&c->rows);
-    qgp_buf_init(&rd.columns);
-    qgp_buf_init(&rd.first);
+    qg_buf_reset(&c->rows);
+    qg_buf_init(&rd.columns);
+    qg_buf_init(&rd.first);
     c->begin_pending = false;
     if (!send_pipeline(c, ps, vals, &p))
         s = qgp_conn_lost(c, err, "sending the statement");
@@ -295,8 +295,8 @@ static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
         note_stale_plan(c, st, err);
     }
     qgp_json_keys_free(rd.keys, rd.nkeys);
-    qgp_buf_free(&rd.columns);
-    qgp_buf_free(&rd.first);
+    qg_buf_free(&rd.columns);
+    qg_buf_free(&rd.first);
     if (s != QG_OK) {
         qg_result_free(rd.out);
         return s;

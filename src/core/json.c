@@ -298,50 +298,50 @@ const char *qg_json_number_text(const json_t *v, size_t *len)
 }
 
 /* Numbers jansson made itself (values built by code, not by qg_json_parse). */
-static void dump_native_number(qgp_buf *b, const json_t *v)
+static void dump_native_number(qg_buf *b, const json_t *v)
 {
     if (json_is_integer(v))
-        qgp_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        qg_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else
-        qgp_buf_printf(b, "%.17g", json_real_value(v));
+        qg_buf_printf(b, "%.17g", json_real_value(v));
 }
 
-static void dump(qgp_buf *b, const json_t *v)
+static void dump(qg_buf *b, const json_t *v)
 {
     size_t n;
     const char *s = qg_json_number_text(v, &n);
     if (s) {
-        qgp_buf_append(b, s, n);
+        qg_buf_append(b, s, n);
     } else if (json_is_string(v)) {
-        qgp_buf_json_string(b, json_string_value(v), json_string_length(v));
+        qg_buf_json_string(b, json_string_value(v), json_string_length(v));
     } else if (json_is_object(v)) {
         const char *key;
         json_t *item;
         bool first = true;
-        qgp_buf_putc(b, '{');
+        qg_buf_putc(b, '{');
         json_object_foreach((json_t *)v, key, item) {
             if (!first)
-                qgp_buf_putc(b, ',');
+                qg_buf_putc(b, ',');
             first = false;
-            qgp_buf_json_string(b, key, strlen(key));
-            qgp_buf_putc(b, ':');
+            qg_buf_json_string(b, key, strlen(key));
+            qg_buf_putc(b, ':');
             dump(b, item);
         }
-        qgp_buf_putc(b, '}');
+        qg_buf_putc(b, '}');
     } else if (json_is_array(v)) {
         size_t i;
         json_t *item;
-        qgp_buf_putc(b, '[');
+        qg_buf_putc(b, '[');
         json_array_foreach((json_t *)v, i, item) {
             if (i)
-                qgp_buf_putc(b, ',');
+                qg_buf_putc(b, ',');
             dump(b, item);
         }
-        qgp_buf_putc(b, ']');
+        qg_buf_putc(b, ']');
     } else if (json_is_number(v)) {
         dump_native_number(b, v);
     } else {
-        qgp_buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
+        qg_buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
     }
 }
 
@@ -351,40 +351,40 @@ char *qg_json_dump(const json_t *v, size_t *len)
         *len = 0;
     if (!v)
         return NULL;
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     dump(&b, v);
-    return qgp_buf_steal(&b, len);
+    return qg_buf_steal(&b, len);
 }
 
 /* Appends s as a double-quoted array element ("a\"b\\c"). */
-static void pg_quoted(qgp_buf *b, const char *s, size_t n)
+static void pg_quoted(qg_buf *b, const char *s, size_t n)
 {
-    qgp_buf_putc(b, '"');
+    qg_buf_putc(b, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '"' && s[i] != '\\')
             continue;
-        qgp_buf_append(b, s + run, i - run);
-        qgp_buf_putc(b, '\\');
+        qg_buf_append(b, s + run, i - run);
+        qg_buf_putc(b, '\\');
         run = i;
     }
-    qgp_buf_append(b, s + run, n - run);
-    qgp_buf_putc(b, '"');
+    qg_buf_append(b, s + run, n - run);
+    qg_buf_putc(b, '"');
 }
 
 /* Appends arr as an array literal; false when an element is an object. */
-static bool pg_array(qgp_buf *b, const json_t *arr)
+static bool pg_array(qg_buf *b, const json_t *arr)
 {
     size_t i, n;
     json_t *v;
-    qgp_buf_putc(b, '{');
+    qg_buf_putc(b, '{');
     json_array_foreach((json_t *)arr, i, v) {
         const char *s = qg_json_number_text(v, &n);
         if (i)
-            qgp_buf_putc(b, ',');
+            qg_buf_putc(b, ',');
         if (s)
-            qgp_buf_append(b, s, n);
+            qg_buf_append(b, s, n);
         else if (json_is_string(v))
             pg_quoted(b, json_string_value(v), json_string_length(v));
         else if (json_is_array(v)) {
@@ -395,9 +395,9 @@ static bool pg_array(qgp_buf *b, const json_t *arr)
         else if (json_is_object(v))
             return false;
         else
-            qgp_buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "NULL");
+            qg_buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "NULL");
     }
-    qgp_buf_putc(b, '}');
+    qg_buf_putc(b, '}');
     return true;
 }
 
@@ -407,17 +407,17 @@ bool qgp_json_pg_array(const json_t *arr, char **out, size_t *len)
     *len = 0;
     if (!json_is_array(arr))
         return true;
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     if (!pg_array(&b, arr)) {
-        qgp_buf_free(&b);
+        qg_buf_free(&b);
         return true;
     }
     if (b.oom) {
-        qgp_buf_free(&b);
+        qg_buf_free(&b);
         return false;
     }
-    *out = qgp_buf_steal(&b, len);
+    *out = qg_buf_steal(&b, len);
     return true;
 }
 

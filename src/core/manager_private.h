@@ -51,7 +51,7 @@ struct qg_conn {
     PGcancel *cancel;
     struct qg_conn *next_idle;             /* idle stack (LIFO keeps hot ones hot) */
     struct qg_conn *prev_all, *next_all;   /* every open connection, for shutdown */
-    qgp_buf rows;        /* reused per statement: rows JSON */
+    qg_buf rows;        /* reused per statement: rows JSON */
     struct qgp_stmt_cache stmts;
     /* The transaction scope (tx.c) and statements (exec.c) share this state so a
        read-only request costs one round trip: BEGIN, the statement and ROLLBACK

@@ -52,7 +52,7 @@ struct name_ref {
 struct parser {
     const unsigned char *s;
     size_t n;
-    qgp_buf out;
+    qg_buf out;
     size_t copied;   /* input before this offset is already in out */
     bool has_token;  /* the statement holds more than whitespace and comments */
     bool ended;      /* a top-level ';' was seen */
@@ -168,7 +168,7 @@ static bool grow(void **arr, size_t *cap, const void *inline_arr, size_t elem)
 /* Copies input up to `upto` into out, unchanged. */
 static void flush(struct parser *P, size_t upto)
 {
-    qgp_buf_append(&P->out, (const char *)P->s + P->copied, upto - P->copied);
+    qg_buf_append(&P->out, (const char *)P->s + P->copied, upto - P->copied);
     P->copied = upto;
 }
 
@@ -274,7 +274,7 @@ static qg_status take_param(struct parser *P, size_t *pi)
     char num[16];
     int w = snprintf(num, sizeof num, "$%ld", idx + 1);
     flush(P, i);
-    qgp_buf_append(&P->out, num, (size_t)w);
+    qg_buf_append(&P->out, num, (size_t)w);
     P->copied = j;
     if (!add_span(P, j))
         return oom(P->err);
@@ -418,7 +418,7 @@ static qg_status take_token(struct parser *P, size_t *pi)
         if (next != ':')
             break;
         flush(P, i);
-        qgp_buf_putc(&P->out, ':');
+        qg_buf_putc(&P->out, ':');
         P->copied = i + 2;
         *pi = i + 2;
         return add_span(P, i + 2) ? QG_OK : oom(P->err);
@@ -518,7 +518,7 @@ static qgp_sql *assemble(struct parser *P)
 
 static void parser_free(struct parser *P)
 {
-    qgp_buf_free(&P->out);
+    qg_buf_free(&P->out);
     if (P->map != P->map_inline)
         free(P->map);
     if (P->names != P->names_inline)
@@ -558,10 +558,10 @@ qg_status qgp_sql_parse(const char *sql, size_t len, qgp_sql **out, qg_error *er
     P->map_cap = QGP_INLINE;
     P->names = P->names_inline;
     P->names_cap = QGP_INLINE;
-    qgp_buf_init(&P->out);
+    qg_buf_init(&P->out);
 
     qg_status st = check_input(P, sql, len);
-    if (st == QG_OK && (!qgp_buf_reserve(&P->out, len + 16) || !add_span(P, 0)))
+    if (st == QG_OK && (!qg_buf_reserve(&P->out, len + 16) || !add_span(P, 0)))
         st = oom(err);
     if (st == QG_OK)
         st = scan(P);
@@ -576,7 +576,7 @@ qg_status qgp_sql_parse(const char *sql, size_t len, qgp_sql **out, qg_error *er
             flush(P, len);
         qgp_sql *q = P->out.oom ? NULL : assemble(P);
         if (q) {
-            q->text = qgp_buf_steal(&P->out, &q->len);
+            q->text = qg_buf_steal(&P->out, &q->len);
             q->text[q->len] = '\0';
             *out = q;
         } else {

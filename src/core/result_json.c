@@ -57,13 +57,13 @@ static enum kind kind_of(Oid type)
  * Appends s as a JSON string. With pg_escapes, a backslash makes the next byte
  * literal, as in a quoted array element ("x\"y" is x"y).
  */
-static void put_string(qgp_buf *out, const char *s, size_t n, bool pg_escapes)
+static void put_string(qg_buf *out, const char *s, size_t n, bool pg_escapes)
 {
     if (!pg_escapes) {
-        qgp_buf_json_string(out, s, n);
+        qg_buf_json_string(out, s, n);
         return;
     }
-    if (n > (SIZE_MAX - 2) / 6 || !qgp_buf_reserve(out, n * 6 + 2))
+    if (n > (SIZE_MAX - 2) / 6 || !qg_buf_reserve(out, n * 6 + 2))
         return;
     char *o = out->data + out->len;
     *o++ = '"';
@@ -116,22 +116,22 @@ static bool is_json_number(const char *s, size_t n)
 }
 
 /* The digits as sent, never through a double; anything else (NaN, Infinity) a string. */
-static void put_number(qgp_buf *out, const char *s, size_t n, bool as_string)
+static void put_number(qg_buf *out, const char *s, size_t n, bool as_string)
 {
     if (!as_string && is_json_number(s, n))
-        qgp_buf_append(out, s, n);
+        qg_buf_append(out, s, n);
     else
-        qgp_buf_json_string(out, s, n);
+        qg_buf_json_string(out, s, n);
 }
 
-static void put_bool(qgp_buf *out, const char *s, size_t n)
+static void put_bool(qg_buf *out, const char *s, size_t n)
 {
     if (n == 1 && s[0] == 't')
-        qgp_buf_append(out, "true", 4);
+        qg_buf_append(out, "true", 4);
     else if (n == 1 && s[0] == 'f')
-        qgp_buf_append(out, "false", 5);
+        qg_buf_append(out, "false", 5);
     else
-        qgp_buf_json_string(out, s, n);
+        qg_buf_json_string(out, s, n);
 }
 
 /* ---- json syntax check -------------------------------------------------- */
@@ -286,17 +286,17 @@ static bool is_json_text(const char *s, size_t n)
 }
 
 /* Embeds JSON text (array elements first lose their backslash escapes); not JSON: a string. */
-static void put_json(qgp_buf *out, const char *s, size_t n, bool pg_escapes)
+static void put_json(qg_buf *out, const char *s, size_t n, bool pg_escapes)
 {
     if (!pg_escapes) {
         if (is_json_text(s, n))
-            qgp_buf_append(out, s, n);
+            qg_buf_append(out, s, n);
         else
-            qgp_buf_json_string(out, s, n);
+            qg_buf_json_string(out, s, n);
         return;
     }
     size_t start = out->len;
-    if (!qgp_buf_reserve(out, n))
+    if (!qg_buf_reserve(out, n))
         return;
     char *o = out->data + start;
     for (size_t i = 0; i < n; i++) {
@@ -397,12 +397,12 @@ static bool read_element(const char *s, size_t n, size_t *i, char delim, struct 
     return p < n && (s[p] == delim || s[p] == '}');
 }
 
-static void put_element(qgp_buf *out, enum kind k, const struct elem *e,
+static void put_element(qg_buf *out, enum kind k, const struct elem *e,
                         const struct qgp_json_opts *opt)
 {
     bool plain = !e->quoted && !e->escaped;
     if (plain && e->n == 4 && strncasecmp(e->s, "NULL", 4) == 0) {
-        qgp_buf_append(out, "null", 4);
+        qg_buf_append(out, "null", 4);
         return;
     }
     if (k == K_JSON) {
@@ -435,7 +435,7 @@ static bool open_level(unsigned char *items, int *depth)
  * holds a partial result for the caller to cut). Sub-array lengths are not
  * compared: a ragged text still gives valid JSON.
  */
-static bool put_array_text(qgp_buf *out, enum kind k, char delim, const char *s, size_t n,
+static bool put_array_text(qg_buf *out, enum kind k, char delim, const char *s, size_t n,
                            const struct qgp_json_opts *opt)
 {
     enum { FIRST, NEXT, AFTER } st = NEXT; /* after '{', after a delimiter, after an item */
@@ -450,19 +450,19 @@ static bool put_array_text(qgp_buf *out, enum kind k, char delim, const char *s,
         } else if (st == AFTER) {
             if (depth == 0 || (c != delim && c != '}'))
                 return false;
-            qgp_buf_putc(out, c == delim ? ',' : ']');
+            qg_buf_putc(out, c == delim ? ',' : ']');
             depth -= (c == '}');
             st = c == delim ? NEXT : AFTER;
             i++;
         } else if (c == '}' && st == FIRST) {
-            qgp_buf_putc(out, ']');
+            qg_buf_putc(out, ']');
             depth--;
             st = AFTER;
             i++;
         } else if (c == '{') {
             if (!open_level(items, &depth))
                 return false;
-            qgp_buf_putc(out, '[');
+            qg_buf_putc(out, '[');
             st = FIRST;
             i++;
         } else {
@@ -478,7 +478,7 @@ static bool put_array_text(qgp_buf *out, enum kind k, char delim, const char *s,
     return depth == 0 && st == AFTER;
 }
 
-static void put_array(qgp_buf *out, Oid type, const char *s, size_t n,
+static void put_array(qg_buf *out, Oid type, const char *s, size_t n,
                       const struct qgp_json_opts *opt)
 {
     Oid elem = qgp_array_elem(type);
@@ -491,18 +491,18 @@ static void put_array(qgp_buf *out, Oid type, const char *s, size_t n,
     out->len = start;
     if (out->data)
         out->data[start] = '\0';
-    qgp_buf_json_string(out, s, n);
+    qg_buf_json_string(out, s, n);
 }
 
 /* ---- values, rows, columns ---------------------------------------------- */
 
-void qgp_json_value(qgp_buf *out, Oid type, const char *val, size_t len,
+void qgp_json_value(qg_buf *out, Oid type, const char *val, size_t len,
                     const struct qgp_json_opts *opt)
 {
     if (!out)
         return;
     if (!val) {
-        qgp_buf_append(out, "null", 4);
+        qg_buf_append(out, "null", 4);
         return;
     }
     switch (kind_of(type)) {
@@ -511,29 +511,29 @@ void qgp_json_value(qgp_buf *out, Oid type, const char *val, size_t len,
     case K_BOOL: put_bool(out, val, len); break;
     case K_JSON: put_json(out, val, len, false); break;
     case K_ARRAY: put_array(out, type, val, len, opt); break;
-    case K_STRING: qgp_buf_json_string(out, val, len); break;
+    case K_STRING: qg_buf_json_string(out, val, len); break;
     }
 }
 
 /* NOTE: text-format results only (the core never asks for binary). */
-void qgp_json_row(qgp_buf *out, const PGresult *res, int row, char *const *keys,
+void qgp_json_row(qg_buf *out, const PGresult *res, int row, char *const *keys,
                   const struct qgp_json_opts *opt)
 {
     if (!out)
         return;
     int n = res && keys ? PQnfields(res) : 0;
-    qgp_buf_putc(out, '{');
+    qg_buf_putc(out, '{');
     for (int c = 0; c < n; c++) {
         if (c)
-            qgp_buf_putc(out, ',');
-        qgp_buf_puts(out, keys[c]);
+            qg_buf_putc(out, ',');
+        qg_buf_puts(out, keys[c]);
         if (PQgetisnull(res, row, c))
-            qgp_buf_append(out, "null", 4);
+            qg_buf_append(out, "null", 4);
         else
             qgp_json_value(out, PQftype(res, c), PQgetvalue(res, row, c),
                            (size_t)PQgetlength(res, row, c), opt);
     }
-    qgp_buf_putc(out, '}');
+    qg_buf_putc(out, '}');
 }
 
 /* Open-addressing set of borrowed names, for making duplicate column names unique. */
@@ -584,11 +584,11 @@ static char *unique_name(const char *name, const struct name_set *real, const st
 
 static char *make_key(const char *name)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_json_string(&b, name, strlen(name));
-    qgp_buf_putc(&b, ':');
-    return qgp_buf_steal(&b, NULL);
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_json_string(&b, name, strlen(name));
+    qg_buf_putc(&b, ':');
+    return qg_buf_steal(&b, NULL);
 }
 
 /* Fills keys[] (n entries) from res's column names; gen[] keeps generated names alive. */
@@ -645,7 +645,7 @@ void qgp_json_keys_free(char **keys, int n)
 }
 
 /* Unknown (non built-in) types, e.g. enums and domains, are named "oid:<number>". */
-void qgp_json_columns(qgp_buf *out, const PGresult *res)
+void qgp_json_columns(qg_buf *out, const PGresult *res)
 {
     if (!out)
         return;
@@ -655,19 +655,19 @@ void qgp_json_columns(qgp_buf *out, const PGresult *res)
         out->oom = true;
         return;
     }
-    qgp_buf_putc(out, '[');
+    qg_buf_putc(out, '[');
     for (int c = 0; c < n; c++) {
         Oid t = PQftype(res, c);
         const char *name = qgp_type_name(t);
-        qgp_buf_append(out, c ? ",{\"name\":" : "{\"name\":", c ? 9 : 8);
-        qgp_buf_append(out, keys[c], strlen(keys[c]) - 1); /* without its ':' */
-        qgp_buf_append(out, ",\"type\":\"", 9);
+        qg_buf_append(out, c ? ",{\"name\":" : "{\"name\":", c ? 9 : 8);
+        qg_buf_append(out, keys[c], strlen(keys[c]) - 1); /* without its ':' */
+        qg_buf_append(out, ",\"type\":\"", 9);
         if (name)
-            qgp_buf_puts(out, name);
+            qg_buf_puts(out, name);
         else
-            qgp_buf_printf(out, "oid:%u", (unsigned)t);
-        qgp_buf_append(out, "\"}", 2);
+            qg_buf_printf(out, "oid:%u", (unsigned)t);
+        qg_buf_append(out, "\"}", 2);
     }
-    qgp_buf_putc(out, ']');
+    qg_buf_putc(out, ']');
     qgp_json_keys_free(keys, n);
 }

@@ -43,27 +43,6 @@ void qg_server_stop(qg_server *s, double drain_s);
  */
 int qgh_probe(const struct qg_config *cfg, double timeout_s, FILE *out);
 
-/* ---- buf.c: growable byte buffer ------------------------------------------ */
-
-/* Remembers an allocation failure (oom) instead of reporting each append. */
-typedef struct qgh_buf {
-    char *data; /* NUL-terminated while !oom */
-    size_t len;
-    size_t cap;
-    bool oom;
-} qgh_buf;
-
-void qgh_buf_init(qgh_buf *b);
-void qgh_buf_free(qgh_buf *b);
-bool qgh_buf_reserve(qgh_buf *b, size_t extra);
-void qgh_buf_append(qgh_buf *b, const char *s, size_t n);
-void qgh_buf_puts(qgh_buf *b, const char *s);
-void qgh_buf_printf(qgh_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
-/* Appends s as a JSON string with its quotes; control characters escaped. */
-void qgh_buf_json_string(qgh_buf *b, const char *s, size_t n);
-/* The data, malloc'd, for the caller to free (NULL after oom); b is left empty. */
-char *qgh_buf_steal(qgh_buf *b, size_t *len);
-
 /* ---- log.c: stderr lines, text or JSON ------------------------------------ */
 
 void qgh_log_setup(enum qg_log_format format, enum qg_log_level level);
@@ -100,9 +79,9 @@ struct qgh_reply {
 /* Frees the body and makes r undecided again. */
 void qgh_reply_reset(struct qgh_reply *r);
 /* A JSON body taken from b (b is left empty); oom becomes 500. */
-void qgh_reply_json(struct qgh_reply *r, int status, qgh_buf *b);
+void qgh_reply_json(struct qgh_reply *r, int status, qg_buf *b);
 /* A body of another type, taken from b. */
-void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qgh_buf *b);
+void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qg_buf *b);
 /* The error body for err, status by its code (the contract's table). */
 void qgh_reply_error(struct qgh_reply *r, const qg_error *err);
 /* An error by code name, including the HTTP-only ones (not_found, ...). */
@@ -212,7 +191,7 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
 void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* Whether the health check's own connection is open: the last check was healthy. */
 /* The Prometheus text exposition (format 0.0.4) into out. */
-void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out);
+void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 
 /* ---- cors.c: CORS_ALLOW_ORIGINS ------------------------------------------ */
 
@@ -385,7 +364,7 @@ void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call);
 
 /* Appends the /pool object. */
-void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out);
+void qgh_pool_json(const struct qgh_ctx *ctx, qg_buf *out);
 
 /* ---- workers.c: a FIFO of jobs for a fixed set of threads ------------------ */
 

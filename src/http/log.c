@@ -38,7 +38,7 @@ static const char *level_name(enum qg_log_level level)
     return "info";
 }
 
-static void put_time(qgh_buf *b)
+static void put_time(qg_buf *b)
 {
     struct timespec ts;
     struct tm tm;
@@ -46,38 +46,38 @@ static void put_time(qgh_buf *b)
     gmtime_r(&ts.tv_sec, &tm);
     char t[32];
     strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-    qgh_buf_printf(b, "%s.%03ldZ", t, ts.tv_nsec / 1000000);
+    qg_buf_printf(b, "%s.%03ldZ", t, ts.tv_nsec / 1000000);
 }
 
 /* Paths come from the network: in text lines, anything unprintable becomes '?'. */
-static void put_text(qgh_buf *b, const char *s)
+static void put_text(qg_buf *b, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char ch = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        qgh_buf_append(b, &ch, 1);
+        qg_buf_append(b, &ch, 1);
     }
 }
 
 /* One write per line so that lines from different threads never interleave. */
-static void emit(qgh_buf *b)
+static void emit(qg_buf *b)
 {
-    qgh_buf_append(b, "\n", 1);
+    qg_buf_append(b, "\n", 1);
     if (!b->oom)
         fwrite(b->data, 1, b->len, stderr);
-    qgh_buf_free(b);
+    qg_buf_free(b);
 }
 
-static void start_line(qgh_buf *b, enum qg_log_level level)
+static void start_line(qg_buf *b, enum qg_log_level level)
 {
-    qgh_buf_init(b);
+    qg_buf_init(b);
     if (log_format == QG_LOG_JSON) {
-        qgh_buf_puts(b, "{\"time\":\"");
+        qg_buf_puts(b, "{\"time\":\"");
         put_time(b);
-        qgh_buf_printf(b, "\",\"level\":\"%s\"", level_name(level));
+        qg_buf_printf(b, "\",\"level\":\"%s\"", level_name(level));
     } else {
         put_time(b);
-        qgh_buf_printf(b, " %-5s ", level_name(level));
+        qg_buf_printf(b, " %-5s ", level_name(level));
     }
 }
 
@@ -85,21 +85,21 @@ static void log_message(enum qg_log_level level, const char *msg)
 {
     if (level < log_level)
         return;
-    qgh_buf b;
+    qg_buf b;
     start_line(&b, level);
     const char *id = thread_request_id;
     if (log_format == QG_LOG_JSON) {
-        qgh_buf_puts(&b, ",\"msg\":");
-        qgh_buf_json_string(&b, msg, strlen(msg));
+        qg_buf_puts(&b, ",\"msg\":");
+        qg_buf_json_string(&b, msg, strlen(msg));
         if (id) {
-            qgh_buf_puts(&b, ",\"request_id\":");
-            qgh_buf_json_string(&b, id, strlen(id));
+            qg_buf_puts(&b, ",\"request_id\":");
+            qg_buf_json_string(&b, id, strlen(id));
         }
-        qgh_buf_puts(&b, "}");
+        qg_buf_puts(&b, "}");
     } else {
         put_text(&b, msg);
         if (id) {
-            qgh_buf_puts(&b, " id=");
+            qg_buf_puts(&b, " id=");
             put_text(&b, id);
         }
     }
@@ -124,23 +124,23 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
 {
     if (QG_LOG_INFO < log_level)
         return;
-    qgh_buf b;
+    qg_buf b;
     start_line(&b, QG_LOG_INFO);
     if (log_format == QG_LOG_JSON) {
-        qgh_buf_puts(&b, ",\"msg\":\"request\",\"method\":");
-        qgh_buf_json_string(&b, method, strlen(method));
-        qgh_buf_puts(&b, ",\"path\":");
-        qgh_buf_json_string(&b, path, strlen(path));
-        qgh_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"pool_wait_ms\":%.3f,"
+        qg_buf_puts(&b, ",\"msg\":\"request\",\"method\":");
+        qg_buf_json_string(&b, method, strlen(method));
+        qg_buf_puts(&b, ",\"path\":");
+        qg_buf_json_string(&b, path, strlen(path));
+        qg_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"pool_wait_ms\":%.3f,"
                            "\"request_id\":",
                        status, ms, wait_ms);
-        qgh_buf_json_string(&b, request_id, strlen(request_id));
-        qgh_buf_puts(&b, "}");
+        qg_buf_json_string(&b, request_id, strlen(request_id));
+        qg_buf_puts(&b, "}");
     } else {
         put_text(&b, method);
-        qgh_buf_puts(&b, " ");
+        qg_buf_puts(&b, " ");
         put_text(&b, path);
-        qgh_buf_printf(&b, " %d %.3fms wait=%.3fms id=", status, ms, wait_ms);
+        qg_buf_printf(&b, " %d %.3fms wait=%.3fms id=", status, ms, wait_ms);
         put_text(&b, request_id);
     }
     emit(&b);

@@ -105,93 +105,93 @@ static unsigned long long load(atomic_ullong *v)
 }
 
 /* A label value as the exposition format wants it: backslash, quote and newline escaped. */
-static void put_label(qgh_buf *out, const char *name, const char *value)
+static void put_label(qg_buf *out, const char *name, const char *value)
 {
-    qgh_buf_printf(out, "%s=\"", name);
+    qg_buf_printf(out, "%s=\"", name);
     for (const char *p = value; *p; p++) {
         if (*p == '\\' || *p == '"')
-            qgh_buf_printf(out, "\\%c", *p);
+            qg_buf_printf(out, "\\%c", *p);
         else if (*p == '\n')
-            qgh_buf_puts(out, "\\n");
+            qg_buf_puts(out, "\\n");
         else
-            qgh_buf_append(out, p, 1);
+            qg_buf_append(out, p, 1);
     }
-    qgh_buf_puts(out, "\"");
+    qg_buf_puts(out, "\"");
 }
 
-static void render_requests(qgh_metrics *mt, qgh_buf *out)
+static void render_requests(qgh_metrics *mt, qg_buf *out)
 {
-    qgh_buf_puts(out, "# HELP querygate_http_requests_total HTTP requests answered, by endpoint "
+    qg_buf_puts(out, "# HELP querygate_http_requests_total HTTP requests answered, by endpoint "
                       "and status.\n# TYPE querygate_http_requests_total counter\n");
     for (size_t e = 0; e < mt->n; e++)
         for (int s = 0; s < NSTATUS; s++) {
             unsigned long long v = load(&mt->requests[e * NSTATUS + (size_t)s]);
             if (!v)
                 continue;
-            qgh_buf_puts(out, "querygate_http_requests_total{");
+            qg_buf_puts(out, "querygate_http_requests_total{");
             put_label(out, "endpoint", mt->names[e]);
-            qgh_buf_printf(out, ",status=\"%d\"} %llu\n", s + 100, v);
+            qg_buf_printf(out, ",status=\"%d\"} %llu\n", s + 100, v);
         }
 }
 
 /* One histogram series: name_bucket/_sum/_count, with endpoint="..." when endpoint is set. */
-static void render_hist(qgh_buf *out, const char *name, const char *endpoint,
+static void render_hist(qg_buf *out, const char *name, const char *endpoint,
                         atomic_ullong *hist, atomic_ullong *sum_ns)
 {
     unsigned long long cum = 0;
     for (size_t b = 0; b <= NBUCKETS; b++) {
         cum += load(&hist[b]);
-        qgh_buf_printf(out, "%s_bucket{", name);
+        qg_buf_printf(out, "%s_bucket{", name);
         if (endpoint) {
             put_label(out, "endpoint", endpoint);
-            qgh_buf_puts(out, ",");
+            qg_buf_puts(out, ",");
         }
         if (b < NBUCKETS)
-            qgh_buf_printf(out, "le=\"%g\"} %llu\n", buckets[b], cum);
+            qg_buf_printf(out, "le=\"%g\"} %llu\n", buckets[b], cum);
         else
-            qgh_buf_printf(out, "le=\"+Inf\"} %llu\n", cum);
+            qg_buf_printf(out, "le=\"+Inf\"} %llu\n", cum);
     }
     const char *suffix[] = {"_sum", "_count"};
     for (int i = 0; i < 2; i++) {
-        qgh_buf_printf(out, "%s%s", name, suffix[i]);
+        qg_buf_printf(out, "%s%s", name, suffix[i]);
         if (endpoint) {
-            qgh_buf_puts(out, "{");
+            qg_buf_puts(out, "{");
             put_label(out, "endpoint", endpoint);
-            qgh_buf_puts(out, "}");
+            qg_buf_puts(out, "}");
         }
         if (i == 0)
-            qgh_buf_printf(out, " %.9f\n", (double)load(sum_ns) / 1e9);
+            qg_buf_printf(out, " %.9f\n", (double)load(sum_ns) / 1e9);
         else
-            qgh_buf_printf(out, " %llu\n", cum);
+            qg_buf_printf(out, " %llu\n", cum);
     }
 }
 
-static void render_histograms(qgh_metrics *mt, qgh_buf *out)
+static void render_histograms(qgh_metrics *mt, qg_buf *out)
 {
     static const char name[] = "querygate_http_request_duration_seconds";
-    qgh_buf_printf(out, "# HELP %s Time from the request head to the queued answer.\n"
+    qg_buf_printf(out, "# HELP %s Time from the request head to the queued answer.\n"
                         "# TYPE %s histogram\n", name, name);
     for (size_t e = 0; e < mt->n; e++)
         render_hist(out, name, mt->names[e], &mt->hist[e * (NBUCKETS + 1)], &mt->sum_ns[e]);
     static const char qname[] = "querygate_http_queue_wait_seconds";
-    qgh_buf_printf(out, "# HELP %s Time requests that use the database waited for a worker "
+    qg_buf_printf(out, "# HELP %s Time requests that use the database waited for a worker "
                         "(the pool wait of the access log).\n# TYPE %s histogram\n",
                    qname, qname);
     render_hist(out, qname, NULL, mt->qwait, &mt->qwait_sum_ns);
 }
 
-static void metric(qgh_buf *out, const char *name, const char *type, const char *help,
+static void metric(qg_buf *out, const char *name, const char *type, const char *help,
                    unsigned long long v)
 {
-    qgh_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+    qg_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
-static void gauge(qgh_buf *out, const char *name, const char *help, long long v)
+static void gauge(qg_buf *out, const char *name, const char *help, long long v)
 {
-    qgh_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+    qg_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
 
-static void render_pool(qg_manager *m, qgh_buf *out)
+static void render_pool(qg_manager *m, qg_buf *out)
 {
     struct qg_pool_stats ps;
     memset(&ps, 0, sizeof ps);
@@ -215,35 +215,35 @@ static void render_pool(qg_manager *m, qgh_buf *out)
           ps.health_connection);
 }
 
-static void render_db_errors(qgh_metrics *mt, qgh_buf *out)
+static void render_db_errors(qgh_metrics *mt, qg_buf *out)
 {
     static const char chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    qgh_buf_puts(out, "# HELP querygate_db_errors_total Database errors answered, by SQLSTATE "
+    qg_buf_puts(out, "# HELP querygate_db_errors_total Database errors answered, by SQLSTATE "
                       "class.\n# TYPE querygate_db_errors_total counter\n");
     for (int i = 0; i < NCLASS * NCLASS; i++) {
         unsigned long long v = load(&mt->db_errors[i]);
         if (v)
-            qgh_buf_printf(out, "querygate_db_errors_total{class=\"%c%c\"} %llu\n",
+            qg_buf_printf(out, "querygate_db_errors_total{class=\"%c%c\"} %llu\n",
                            chars[i / NCLASS], chars[i % NCLASS], v);
     }
 }
 
-void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qgh_buf *out)
+void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out)
 {
     render_requests(mt, out);
     render_histograms(mt, out);
     render_pool(m, out);
     render_db_errors(mt, out);
-    qgh_buf_puts(out, "# HELP querygate_build_info The running version.\n"
+    qg_buf_puts(out, "# HELP querygate_build_info The running version.\n"
                       "# TYPE querygate_build_info gauge\nquerygate_build_info{");
     put_label(out, "version", QG_VERSION);
-    qgh_buf_puts(out, "} 1\n");
+    qg_buf_puts(out, "} 1\n");
 }
 
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
-    qgh_buf b;
-    qgh_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgh_metrics_render(ctx->metrics, ctx->m, &b);
     qgh_reply_body(call->reply, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }

@@ -59,10 +59,10 @@ void qgh_reply_reset(struct qgh_reply *r)
     memset(r, 0, sizeof *r);
 }
 
-void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qgh_buf *b)
+void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qg_buf *b)
 {
     free(r->body);
-    r->body = qgh_buf_steal(b, &r->len);
+    r->body = qg_buf_steal(b, &r->len);
     if (!r->body) {
         qgh_reply_fail(r, "internal_error", "out of memory building the response");
         return;
@@ -71,7 +71,7 @@ void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, q
     r->content_type = content_type;
 }
 
-void qgh_reply_json(struct qgh_reply *r, int status, qgh_buf *b)
+void qgh_reply_json(struct qgh_reply *r, int status, qg_buf *b)
 {
     qgh_reply_body(r, status, "application/json", b);
 }
@@ -105,20 +105,20 @@ static void static_oom(struct qgh_reply *r)
     snprintf(r->message, sizeof r->message, "out of memory");
 }
 
-static void finish(struct qgh_reply *r, qgh_buf *b)
+static void finish(struct qgh_reply *r, qg_buf *b)
 {
-    qgh_buf_puts(b, "}}");
-    r->body = qgh_buf_steal(b, &r->len);
+    qg_buf_puts(b, "}}");
+    r->body = qg_buf_steal(b, &r->len);
     if (!r->body)
         static_oom(r);
 }
 
-static void put_field(qgh_buf *b, const char *key, const char *val)
+static void put_field(qg_buf *b, const char *key, const char *val)
 {
     if (!val[0])
         return;
-    qgh_buf_printf(b, ",\"%s\":", key);
-    qgh_buf_json_string(b, val, strlen(val));
+    qg_buf_printf(b, ",\"%s\":", key);
+    qg_buf_json_string(b, val, strlen(val));
 }
 
 void qgh_reply_error(struct qgh_reply *r, const qg_error *err)
@@ -129,20 +129,20 @@ void qgh_reply_error(struct qgh_reply *r, const qg_error *err)
     set_error(r, code);
     snprintf(r->sqlstate, sizeof r->sqlstate, "%s", err->sqlstate);
     snprintf(r->message, sizeof r->message, "%.255s", err->message);
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
     const char *msg = err->message[0] ? err->message : "no message";
-    qgh_buf_json_string(&b, msg, strlen(msg));
+    qg_buf_json_string(&b, msg, strlen(msg));
     put_field(&b, "sqlstate", err->sqlstate);
     put_field(&b, "detail", err->detail);
     put_field(&b, "hint", err->hint);
     if (err->position > 0)
-        qgh_buf_printf(&b, ",\"position\":%d", err->position);
+        qg_buf_printf(&b, ",\"position\":%d", err->position);
     if (err->statement_index >= 0)
-        qgh_buf_printf(&b, ",\"statement_index\":%d", err->statement_index);
+        qg_buf_printf(&b, ",\"statement_index\":%d", err->statement_index);
     if (err->outcome_unknown)
-        qgh_buf_puts(&b, ",\"outcome\":\"unknown\"");
+        qg_buf_puts(&b, ",\"outcome\":\"unknown\"");
     finish(r, &b);
 }
 
@@ -154,9 +154,9 @@ void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->message, sizeof r->message, fmt, ap);
     va_end(ap);
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
-    qgh_buf_json_string(&b, r->message, strlen(r->message));
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
+    qg_buf_json_string(&b, r->message, strlen(r->message));
     finish(r, &b);
 }

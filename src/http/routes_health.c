@@ -10,17 +10,17 @@ static double json_finite(double v)
     return isfinite(v) ? v : -1;
 }
 
-void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out)
+void qgh_pool_json(const struct qgh_ctx *ctx, qg_buf *out)
 {
     struct qg_pool_stats ps;
     memset(&ps, 0, sizeof ps);
     qg_pool_stats(ctx->m, &ps);
-    qgh_buf_printf(out,
+    qg_buf_printf(out,
                    "{\"size\":%d,\"max_overflow\":%d,\"checked_out\":%d,\"idle\":%d,"
                    "\"overflow\":%d,\"waiting\":%d,\"timeout_s\":%g,\"recycle_s\":%g,",
                    ps.size, ps.max_overflow, ps.checked_out, ps.idle, ps.overflow, ps.waiting,
                    json_finite(ps.timeout_s), json_finite(ps.recycle_s));
-    qgh_buf_printf(out,
+    qg_buf_printf(out,
                    "\"connects\":%llu,\"recycles\":%llu,\"timeouts\":%llu,\"errors\":%llu,"
                    "\"retries\":%llu,\"health_connection\":%d}",
                    ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries,
@@ -35,26 +35,26 @@ void qgh_pool_json(const struct qgh_ctx *ctx, qgh_buf *out)
 static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
                           const struct qg_health *h)
 {
-    qgh_buf b;
-    qgh_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     if (!call->who || !(call->who->scopes & QGH_SCOPE_ADMIN)) {
-        qgh_buf_printf(&b, "{\"status\":\"%s\"}", h->healthy ? "healthy" : "unhealthy");
+        qg_buf_printf(&b, "{\"status\":\"%s\"}", h->healthy ? "healthy" : "unhealthy");
         qgh_reply_json(call->reply, h->healthy ? 200 : 503, &b);
         return;
     }
     if (!h->healthy) {
-        qgh_buf_puts(&b, "{\"status\":\"unhealthy\",\"error\":");
+        qg_buf_puts(&b, "{\"status\":\"unhealthy\",\"error\":");
         const char *e = h->error[0] ? h->error : "the database check failed";
-        qgh_buf_json_string(&b, e, strnlen(e, sizeof h->error));
-        qgh_buf_puts(&b, "}");
+        qg_buf_json_string(&b, e, strnlen(e, sizeof h->error));
+        qg_buf_puts(&b, "}");
         qgh_reply_json(call->reply, 503, &b);
         return;
     }
-    qgh_buf_printf(&b, "{\"status\":\"healthy\",\"connection_count\":%d,\"latency_ms\":%.3f,"
+    qg_buf_printf(&b, "{\"status\":\"healthy\",\"connection_count\":%d,\"latency_ms\":%.3f,"
                        "\"pool\":",
                    h->connection_count, json_finite(h->latency_ms));
     qgh_pool_json(ctx, &b);
-    qgh_buf_puts(&b, "}");
+    qg_buf_puts(&b, "}");
     qgh_reply_json(call->reply, 200, &b);
 }
 
@@ -77,16 +77,16 @@ void qgh_route_ready(const struct qgh_ctx *ctx, struct qgh_call *call)
 void qgh_route_live(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
     (void)ctx;
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_puts(&b, "{\"status\":\"alive\"}");
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_puts(&b, "{\"status\":\"alive\"}");
     qgh_reply_json(call->reply, 200, &b);
 }
 
 void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
-    qgh_buf b;
-    qgh_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgh_pool_json(ctx, &b);
     qgh_reply_json(call->reply, 200, &b);
 }

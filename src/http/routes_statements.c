@@ -13,7 +13,7 @@ struct run {
     bool collect;          /* /insert: keep RETURNING rows and the id */
     qg_result *res;        /* /query's result */
     long long affected;
-    qgh_buf rows;          /* row objects joined by commas, no brackets */
+    qg_buf rows;          /* row objects joined by commas, no brackets */
     char *id;              /* JSON of the first RETURNING row's first value */
 };
 
@@ -22,7 +22,7 @@ static void run_reset(struct run *r)
     qg_result_free(r->res);
     r->res = NULL;
     r->affected = 0;
-    qgh_buf_free(&r->rows);
+    qg_buf_free(&r->rows);
     free(r->id);
     r->id = NULL;
 }
@@ -49,8 +49,8 @@ static qg_status collect_rows(struct run *r, const qg_result *res, qg_error *err
     if (!rows || len < 2)
         return QG_OK;
     if (r->rows.len)
-        qgh_buf_append(&r->rows, ",", 1);
-    qgh_buf_append(&r->rows, rows + 1, len - 2);
+        qg_buf_append(&r->rows, ",", 1);
+    qg_buf_append(&r->rows, rows + 1, len - 2);
     if (r->rows.oom || !r->id)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory collecting RETURNING rows");
     if (r->max_bytes > 0 && r->rows.len > (size_t)r->max_bytes)
@@ -88,28 +88,28 @@ static void answer_query(struct run *r, struct qgh_reply *rep)
     size_t rows_len, cols_len;
     const char *rows = qg_result_rows_json(r->res, &rows_len);
     const char *cols = qg_result_columns_json(r->res, &cols_len);
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_reserve(&b, rows_len + cols_len + 64);
-    qgh_buf_puts(&b, "{\"rows\":");
-    qgh_buf_append(&b, rows ? rows : "[]", rows ? rows_len : 2);
-    qgh_buf_printf(&b, ",\"row_count\":%lld,\"columns\":", qg_result_row_count(r->res));
-    qgh_buf_append(&b, cols ? cols : "[]", cols ? cols_len : 2);
-    qgh_buf_puts(&b, "}");
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_reserve(&b, rows_len + cols_len + 64);
+    qg_buf_puts(&b, "{\"rows\":");
+    qg_buf_append(&b, rows ? rows : "[]", rows ? rows_len : 2);
+    qg_buf_printf(&b, ",\"row_count\":%lld,\"columns\":", qg_result_row_count(r->res));
+    qg_buf_append(&b, cols ? cols : "[]", cols ? cols_len : 2);
+    qg_buf_puts(&b, "}");
     qgh_reply_json(rep, 200, &b);
 }
 
 static void answer_writes(struct run *r, struct qgh_reply *rep)
 {
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_printf(&b, "{\"affected_rows\":%lld", r->affected);
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_printf(&b, "{\"affected_rows\":%lld", r->affected);
     if (r->collect) {
-        qgh_buf_printf(&b, ",\"id\":%s,\"rows\":[", r->id ? r->id : "null");
-        qgh_buf_append(&b, r->rows.data ? r->rows.data : "", r->rows.len);
-        qgh_buf_puts(&b, "]");
+        qg_buf_printf(&b, ",\"id\":%s,\"rows\":[", r->id ? r->id : "null");
+        qg_buf_append(&b, r->rows.data ? r->rows.data : "", r->rows.len);
+        qg_buf_puts(&b, "]");
     }
-    qgh_buf_puts(&b, "}");
+    qg_buf_puts(&b, "}");
     qgh_reply_json(rep, 200, &b);
 }
 

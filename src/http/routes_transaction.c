@@ -9,28 +9,28 @@ struct tx_run {
     struct qgh_cancel *cancel;
     struct qg_exec_options opt;
     long max_bytes;
-    qgh_buf out; /* the results array's elements, comma-joined */
+    qg_buf out; /* the results array's elements, comma-joined */
 };
 
-static void append_result(qgh_buf *b, const qg_result *res)
+static void append_result(qg_buf *b, const qg_result *res)
 {
     size_t len;
     const char *rows = qg_result_rows_json(res, &len);
     const char *cmd = qg_result_command(res);
     if (b->len)
-        qgh_buf_append(b, ",", 1);
-    qgh_buf_puts(b, "{\"command\":");
-    qgh_buf_json_string(b, cmd ? cmd : "", cmd ? strlen(cmd) : 0);
-    qgh_buf_printf(b, ",\"affected_rows\":%lld,\"rows\":", qg_result_affected_rows(res));
-    qgh_buf_append(b, rows ? rows : "[]", rows ? len : 2);
-    qgh_buf_printf(b, ",\"row_count\":%lld}", qg_result_row_count(res));
+        qg_buf_append(b, ",", 1);
+    qg_buf_puts(b, "{\"command\":");
+    qg_buf_json_string(b, cmd ? cmd : "", cmd ? strlen(cmd) : 0);
+    qg_buf_printf(b, ",\"affected_rows\":%lld,\"rows\":", qg_result_affected_rows(res));
+    qg_buf_append(b, rows ? rows : "[]", rows ? len : 2);
+    qg_buf_printf(b, ",\"row_count\":%lld}", qg_result_row_count(res));
 }
 
 /* May run more than once (the core retries whole transactions): starts afresh. */
 static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
 {
     struct tx_run *t = arg;
-    qgh_buf_free(&t->out);
+    qg_buf_free(&t->out);
     for (size_t i = 0; i < t->tx->n; i++) {
         qg_result *res = NULL;
         qg_status s = qgh_exec(t->cancel, c, t->tx->stmts[i].sql, t->tx->stmts[i].params,
@@ -68,7 +68,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     }
     struct tx_run t = {.tx = &tx, .cancel = call->cancel, .max_bytes = ctx->cfg->max_result_bytes};
     t.opt.numbers_as_strings = tx.numbers_as_strings;
-    qgh_buf_init(&t.out);
+    qg_buf_init(&t.out);
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);
     if (s == QG_OK)
@@ -78,13 +78,13 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
             qg_error_set(&err, s, "the transaction failed");
         qgh_reply_error(call->reply, &err);
     } else {
-        qgh_buf b;
-        qgh_buf_init(&b);
-        qgh_buf_puts(&b, "{\"results\":[");
-        qgh_buf_append(&b, t.out.data ? t.out.data : "", t.out.len);
-        qgh_buf_puts(&b, "]}");
+        qg_buf b;
+        qg_buf_init(&b);
+        qg_buf_puts(&b, "{\"results\":[");
+        qg_buf_append(&b, t.out.data ? t.out.data : "", t.out.len);
+        qg_buf_puts(&b, "]}");
         qgh_reply_json(call->reply, 200, &b);
     }
-    qgh_buf_free(&t.out);
+    qg_buf_free(&t.out);
     qgh_tx_body_free(&tx);
 }

@@ -62,7 +62,7 @@ struct request {
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
     struct qgh_principal who;
-    qgh_buf body;
+    qg_buf body;
     struct qgh_reply reply;
     struct qgh_cancel cancel;       /* the client hung up: cancel what runs */
     struct qgh_watch_entry watch;
@@ -131,9 +131,9 @@ static void client_gone_reply(struct qgh_reply *rep)
     static const char body[] = "{\"error\":{\"code\":\"client_closed_request\",\"message\":"
                                "\"the client closed the connection; its statement was cancelled\"}}";
     qgh_reply_reset(rep);
-    qgh_buf b;
-    qgh_buf_init(&b);
-    qgh_buf_append(&b, body, sizeof body - 1);
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_append(&b, body, sizeof body - 1);
     qgh_reply_json(rep, 499, &b);
     rep->close = true;
 }
@@ -232,16 +232,16 @@ static bool take_body(qg_server *s, struct request *r, const char *data, size_t 
         return r->discarded <= max;
     }
     if (r->body.len + size > max) {
-        qgh_buf_free(&r->body);
+        qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "payload_too_large",
                        "the body is larger than the limit of %zu bytes (HTTP_MAX_BODY)", max);
         r->reply.close = true;
         r->discard = true;
         return true;
     }
-    qgh_buf_append(&r->body, data, size);
+    qg_buf_append(&r->body, data, size);
     if (r->body.oom) {
-        qgh_buf_free(&r->body);
+        qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "internal_error", "out of memory reading the body");
         r->reply.close = true;
         r->discard = true;
@@ -305,7 +305,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     if (r->route) {
         /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
         if (len > 0)
-            qgh_buf_reserve(&r->body, (size_t)(len < 65536 ? len : 65536));
+            qg_buf_reserve(&r->body, (size_t)(len < 65536 ? len : 65536));
         return MHD_YES;
     }
     r->discard = true;
@@ -354,7 +354,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     qgh_conns_answered(s->conns, r->guard);
     if (r->state == REQ_DONE)
         count_and_log(s, r); /* answered, but the connection closed before it went out */
-    qgh_buf_free(&r->body);
+    qg_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
     qgh_cancel_destroy(&r->cancel);
     free(r);

@@ -154,8 +154,8 @@ static void run_cases(PGconn *c, const struct tcase *tc, size_t n, bool as_strin
         PGresult *res = exec_ok(c, sql);
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
             char **keys = qgp_json_keys(res);
-            qgp_buf b;
-            qgp_buf_init(&b);
+            qg_buf b;
+            qg_buf_init(&b);
             qgp_json_row(&b, res, 0, keys, &opt);
             qgp_json_keys_free(keys, PQnfields(res));
             const char *got = b.data ? b.data + strlen("{\"v\":") : NULL;
@@ -167,7 +167,7 @@ static void run_cases(PGconn *c, const struct tcase *tc, size_t n, bool as_strin
                 qgt_failures++;
             }
             CHECK(got && valid_json(got));
-            qgp_buf_free(&b);
+            qg_buf_free(&b);
         }
         PQclear(res);
     }
@@ -177,13 +177,13 @@ static void test_duplicate_columns(PGconn *c)
 {
     PGresult *res = exec_ok(c, "SELECT 1 AS id, 2::int8 AS id, 'x' AS id_2, "
                                "'happy'::pg_temp.mood AS m, NULL::numeric AS id");
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     char **keys = qgp_json_keys(res);
     qgp_json_row(&b, res, 0, keys, NULL);
     CHECK_STR(b.data, "{\"id\":1,\"id_3\":2,\"id_2\":\"x\",\"m\":\"happy\",\"id_4\":null}");
     qgp_json_keys_free(keys, PQnfields(res));
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_columns(&b, res);
     char want[512];
     snprintf(want, sizeof want,
@@ -193,7 +193,7 @@ static void test_duplicate_columns(PGconn *c)
              (unsigned)PQftype(res, 3));
     CHECK_STR(b.data, want);
     CHECK(PQftype(res, 3) >= 16384);
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
     PQclear(res);
 }
 

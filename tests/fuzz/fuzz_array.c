@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct qgp_json_opts opt = {.numbers_as_strings = (data[0] & 0x80) != 0};
     Oid type = types[(data[0] & 0x7F) % (sizeof types / sizeof types[0])];
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_value(&b, type, (const char *)data + 1, size - 1, &opt);
     if (b.oom)
         abort();
@@ -60,6 +60,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!j && json_error_code(&e) != json_error_numeric_overflow)
         abort();
     json_decref(j);
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
     return 0;
 }

@@ -36,20 +36,20 @@ static void first_error_kept(void)
 
 static void json_strings(void)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_json_string(&b, "a\"b\\c\n\x01\t\xc3\xa9", 10);
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_json_string(&b, "a\"b\\c\n\x01\t\xc3\xa9", 10);
     CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001\\t\xc3\xa9\"");
-    qgp_buf_reset(&b);
-    qgp_buf_printf(&b, "%d-%s", 42, "x");
+    qg_buf_reset(&b);
+    qg_buf_printf(&b, "%d-%s", 42, "x");
     CHECK_STR(b.data, "42-x");
     size_t n;
-    char *s = qgp_buf_steal(&b, &n);
+    char *s = qg_buf_steal(&b, &n);
     CHECK_STR(s, "42-x");
     CHECK_INT(n, 4);
     CHECK(b.data == NULL);
     free(s);
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
 }
 
 int main(void)

@@ -33,15 +33,15 @@ static char *slurp(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        qgp_buf_append(&b, chunk, n);
+        qg_buf_append(&b, chunk, n);
     fclose(f);
-    qgp_buf_append(&b, "", 0); /* an empty file is still a (zero-length) text */
-    return qgp_buf_steal(&b, len);
+    qg_buf_append(&b, "", 0); /* an empty file is still a (zero-length) text */
+    return qg_buf_steal(&b, len);
 }
 
 /* A successful parse must also dump to text that parses and dumps the same. */

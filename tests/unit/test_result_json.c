@@ -36,10 +36,10 @@ static bool valid_json(const char *s, size_t n)
 static char *value_json(Oid type, const char *text, bool as_strings)
 {
     struct qgp_json_opts opt = {.numbers_as_strings = as_strings};
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_value(&b, type, text, text ? strlen(text) : 0, &opt);
-    return qgp_buf_steal(&b, NULL);
+    return qg_buf_steal(&b, NULL);
 }
 
 #define CHECK_VALUE_OPT(type, text, as_strings, want)                            \
@@ -325,21 +325,21 @@ static char *row_json(const PGresult *res, bool as_strings)
 {
     struct qgp_json_opts opt = {.numbers_as_strings = as_strings};
     char **keys = qgp_json_keys(res);
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_row(&b, res, 0, keys, &opt);
     qgp_json_keys_free(keys, PQnfields(res));
-    char *s = qgp_buf_steal(&b, NULL);
+    char *s = qg_buf_steal(&b, NULL);
     CHECK(s && valid_json(s, strlen(s)));
     return s;
 }
 
 static char *columns_json(const PGresult *res)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_columns(&b, res);
-    char *s = qgp_buf_steal(&b, NULL);
+    char *s = qg_buf_steal(&b, NULL);
     CHECK(s && valid_json(s, strlen(s)));
     return s;
 }
@@ -408,11 +408,11 @@ static void test_no_columns_and_bad_args(void)
     PGresult *res = make_result(0, NULL, NULL, NULL);
     char **keys = qgp_json_keys(res);
     CHECK(keys != NULL); /* NULL only on out of memory */
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_row(&b, res, 0, keys, NULL);
     CHECK_STR(b.data, "{}");
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_columns(&b, res);
     CHECK_STR(b.data, "[]");
     qgp_json_keys_free(keys, 0);
@@ -420,46 +420,46 @@ static void test_no_columns_and_bad_args(void)
 
     CHECK(qgp_json_keys(NULL) == NULL);
     qgp_json_keys_free(NULL, 3);
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_row(&b, NULL, 0, NULL, NULL);
     CHECK_STR(b.data, "{}");
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_columns(&b, NULL);
     CHECK_STR(b.data, "[]");
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_value(&b, INT8, "5", 1, NULL); /* no options: defaults */
     CHECK_STR(b.data, "5");
     qgp_json_value(NULL, INT8, "5", 1, NULL);
     qgp_json_row(NULL, NULL, 0, NULL, NULL);
     qgp_json_columns(NULL, NULL);
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
 }
 
 /* An embedded NUL (impossible from the server) is escaped, not a cut. */
 static void test_lengths_not_nul(void)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
+    qg_buf b;
+    qg_buf_init(&b);
     qgp_json_value(&b, A_TEXT, "{a\0b}", 5, NULL);
     CHECK_STR(b.data, "[\"a\\u0000b\"]");
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_value(&b, A_INT4, "{1,2}", 3, NULL); /* only "{1," */
     CHECK_STR(b.data, "\"{1,\"");
-    qgp_buf_reset(&b);
+    qg_buf_reset(&b);
     qgp_json_value(&b, JSONB, "[1]xyz", 3, NULL);
     CHECK_STR(b.data, "[1]");
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
 }
 
 /* result_json.c reserves by value length; a wrapping size must fail, not under-allocate. */
 static void test_buf_reserve_wrap(void)
 {
-    qgp_buf b;
-    qgp_buf_init(&b);
-    qgp_buf_puts(&b, "x");
-    CHECK(!qgp_buf_reserve(&b, SIZE_MAX));
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_puts(&b, "x");
+    CHECK(!qg_buf_reserve(&b, SIZE_MAX));
     CHECK(b.oom);
-    qgp_buf_free(&b);
+    qg_buf_free(&b);
 }
 
 int main(void)
