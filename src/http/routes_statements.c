@@ -129,6 +129,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
     struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT,
                     .max_bytes = ctx->cfg->max_result_bytes};
     r.opt.numbers_as_strings = st.numbers_as_strings;
+    r.opt.last = kind == QUERY; /* one round trip: BEGIN, the statement and ROLLBACK together */
     struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);

@@ -1,5 +1,6 @@
 /* Session hygiene and the statement cache, on a pool of one connection. */
 #include "dbtest.h"
+#include "manager_private.h"
 
 static qg_manager *mgr;
 static struct qg_config cfg;
@@ -187,6 +188,28 @@ static void errors_leave_clean_connection(void)
     free(pid2);
 }
 
+static qg_status read_last(qg_conn *c, void *arg, qg_error *err)
+{
+    struct qg_exec_options opt = {.last = true};
+    qg_result *r;
+    qg_status s = qg_exec(c, "SELECT 1", NULL, &opt, &r, err);
+    qg_result_free(r);
+    *(PGTransactionStatusType *)arg = PQtransactionStatus(c->pg);
+    return s;
+}
+
+/* A read-only transaction's last statement carries its ROLLBACK: one round trip. */
+static void last_statement_ends_read_only_transaction(void)
+{
+    PGTransactionStatusType after = PQTRANS_UNKNOWN;
+    struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
+    CHECK(qg_transaction(mgr, &ro, read_last, &after, NULL) == QG_OK);
+    CHECK_INT(after, PQTRANS_IDLE);
+    struct qg_tx_options rw = {QG_ISOLATION_DEFAULT, false};
+    CHECK(qg_transaction(mgr, &rw, read_last, &after, NULL) == QG_OK);
+    CHECK_INT(after, PQTRANS_INTRANS); /* a write still commits afterwards */
+}
+
 int main(void)
 {
     qgt_database_url();
@@ -200,6 +223,7 @@ int main(void)
     RUN(cache_eviction);
     RUN(arrays_bind_by_type);
     RUN(errors_leave_clean_connection);
+    RUN(last_statement_ends_read_only_transaction);
     qg_manager_free(mgr);
     qg_config_free(&cfg);
     return qgt_done();
