@@ -181,10 +181,15 @@ void qgh_watch_add(qgh_watch *w, struct qgh_watch_entry *e, int fd, struct qgh_c
     e->id = ++w->next_id;
     e->next = w->head;
     w->head = e;
-    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = e->id};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-        e->fd = -1; /* not watched (e.g. out of memory): the request just runs */
     pthread_mutex_unlock(&w->mu);
+    /* NOTE: outside the lock, which the workers share; an event can only name an
+       id that is already in the list. */
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = e->id};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        pthread_mutex_lock(&w->mu);
+        e->fd = -1; /* not watched (e.g. out of memory): the request just runs */
+        pthread_mutex_unlock(&w->mu);
+    }
 }
 
 void qgh_watch_remove(qgh_watch *w, struct qgh_watch_entry *e)
@@ -199,9 +204,12 @@ void qgh_watch_remove(qgh_watch *w, struct qgh_watch_entry *e)
         }
     }
     e->next = NULL;
-    if (e->fd >= 0)
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+    int fd = e->fd; /* -1 when the watcher already took it out */
+    e->fd = -1;
     pthread_mutex_unlock(&w->mu);
+    /* An event already collected for it finds its id gone from the list. */
+    if (fd >= 0)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 void qgh_watch_free(qgh_watch *w)
