@@ -36,6 +36,15 @@ def source_dir():
     return os.environ.get("QG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
+def node_major():
+    """The major version of the installed Node.js, or 0 without one."""
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10)
+        return int(out.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+
+
 def admin_sql(sql):
     """Runs sql as the superuser with psql; returns stdout (unaligned, tuples only)."""
     url = os.environ.get("QG_TEST_ADMIN_URL")

@@ -9,7 +9,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import Server, check, run_tests, skip, source_dir  # noqa: E402
+from qgharness import Server, check, node_major, run_tests, skip, source_dir  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 KEY = "browser-test-key-0123456789abcdef"
@@ -34,6 +34,9 @@ def setup():
         skip("%s is not installed (scripts/deps test installs Debian's chromium)" % CHROMIUM)
     if not shutil.which("node") or not shutil.which("npm"):
         skip("node and npm are not installed")
+    if node_major() < 20:
+        skip("playwright-core needs Node.js 20 or later; this one is %d (Debian 12 ships 18)"
+             % node_major())
     # From the committed lock file; the modules stay in tests/browser/node_modules (ignored).
     p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import (Server, admin_sql, check, database_url, run_tests, skip,  # noqa: E402
+from qgharness import (Server, admin_sql, check, database_url, node_major, run_tests, skip,  # noqa: E402
                        source_dir)
 
 try:
@@ -117,6 +117,10 @@ def test_redocly_lint(state):
     npx = shutil.which("npx")
     if not npx:
         print("  (skipped: npx is not installed; the lint needs Node.js)")
+        return
+    if node_major() < 20:
+        print("  (skipped: %s needs Node.js 20 or later; this one is %d, e.g. Debian 12's 18)"
+              % (REDOCLY, node_major()))
         return
     try:
         out = subprocess.run([npx, "--yes", REDOCLY, "lint", SPEC_PATH], capture_output=True,
