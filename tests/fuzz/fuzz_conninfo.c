@@ -1,5 +1,6 @@
 /* Fuzzes DATABASE_URL handling: libpq parse, our parameters, and that redaction hides what libpq calls the password. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,11 @@ static void check_redaction(const char *s)
     for (PQconninfoOption *o = opts; o && o->keyword; o++) {
         if (!o->val || (strcmp(o->keyword, "password") && strcmp(o->keyword, "sslpassword")))
             continue;
-        if (strlen(o->val) >= 6 && occurrences(s, o->val) == 1 && strstr(red, o->val))
+        /* A value that is part of the mask itself ("ssword=*" in "password=***") is no leak. */
+        char mask[64];
+        snprintf(mask, sizeof mask, "%s=*** %s='***'", o->keyword, o->keyword);
+        if (strlen(o->val) >= 6 && occurrences(s, o->val) == 1 && strstr(red, o->val) &&
+            !strstr(mask, o->val))
             abort();
     }
     PQconninfoFree(opts);
