@@ -1,4 +1,4 @@
-/* One statement on a connection: bind, send (pipelined with BEGIN/ROLLBACK), stream rows into JSON. */
+/* One statement on a connection: bind, send (pipelined with BEGIN and ROLLBACK or COMMIT), stream rows into JSON. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,7 +145,7 @@ static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *e
 }
 
 /* The pipeline's parts, in the order they were sent. */
-enum part { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_END };
+enum part { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_ROLLBACK, PART_COMMIT };
 
 struct plan {
     enum part parts[4];
@@ -155,17 +155,34 @@ struct plan {
     bool prepared;    /* the server accepted the PREPARE (it outlives a rollback) */
 };
 
-/* Reads every part's results up to the sync; the first error wins. */
+/*
+ * Reads every part's results up to the sync; the first error wins. With COMMIT
+ * in the pipeline, a connection lost without the server refusing an earlier
+ * part leaves the outcome unknown: the server may have committed, and a reset
+ * connection loses the answers still in flight.
+ */
 static qg_status read_pipeline(struct reader *rd, struct plan *p, qg_error *err)
 {
     PGconn *pg = rd->c->pg;
     qg_status s = QG_OK;
+    bool refused = false; /* the server answered a part before COMMIT with an error */
     for (int i = 0; i < p->nparts; i++) {
+        if (p->parts[i] == PART_COMMIT) {
+            /* After a failed part COMMIT did not run; its results only need reading. */
+            qg_error ignored;
+            qg_error_clear(&ignored);
+            qg_status r = qgp_commit_read(rd->c, s == QG_OK ? err : &ignored);
+            if (s == QG_OK)
+                s = r;
+            break;
+        }
         if (p->parts[i] == PART_STATEMENT)
             PQsetSingleRowMode(pg);
         PGresult *res;
         while ((res = PQgetResult(pg)) != NULL) {
             qg_status r = QG_OK;
+            if (PQresultErrorField(res, PG_DIAG_SQLSTATE))
+                refused = true;
             if (p->parts[i] == PART_STATEMENT)
                 r = take_result(rd, res, err);
             else if (p->parts[i] == PART_PREPARE && PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -178,13 +195,21 @@ static qg_status read_pipeline(struct reader *rd, struct plan *p, qg_error *err)
             PQclear(res);
         }
         if (PQstatus(pg) != CONNECTION_OK)
-            return qgp_conn_lost(rd->c, err, "reading the result");
+            break;
     }
-    PGresult *sync = PQgetResult(pg);
-    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    PQclear(sync);
-    if (!synced || !PQexitPipelineMode(pg))
-        return qgp_conn_lost(rd->c, err, "ending the pipeline");
+    if (PQstatus(pg) == CONNECTION_OK) {
+        PGresult *sync = PQgetResult(pg);
+        bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+        if (synced && PQexitPipelineMode(pg))
+            return s;
+    }
+    if (s == QG_OK)
+        s = qgp_conn_lost(rd->c, err, "reading the result");
+    rd->c->broken = true;
+    if (p->parts[p->nparts - 1] == PART_COMMIT && !refused && err &&
+        err->status == QG_ERR_DB_UNAVAILABLE)
+        err->outcome_unknown = true;
     return s;
 }
 
@@ -204,8 +229,11 @@ static bool send_pipeline(qg_conn *c, const qgp_sql *ps, const char **vals, cons
             ok = p->name ? PQsendQueryPrepared(pg, p->name, ps->nparams, vals, NULL, NULL, 0)
                          : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, vals, NULL, NULL, 0);
             break;
-        case PART_END:
+        case PART_ROLLBACK:
             ok = PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+            break;
+        case PART_COMMIT:
+            ok = qgp_commit_send(c);
             break;
         }
     }
@@ -227,8 +255,8 @@ static struct plan make_plan(qg_conn *c, struct qgp_stmt *st, bool arrays, bool 
             p.parts[p.nparts++] = PART_PREPARE;
     }
     p.parts[p.nparts++] = PART_STATEMENT;
-    if (last && c->tx_read_only)
-        p.parts[p.nparts++] = PART_END;
+    if (last)
+        p.parts[p.nparts++] = c->tx_read_only ? PART_ROLLBACK : PART_COMMIT;
     return p;
 }
 
@@ -281,14 +309,17 @@ static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
     qg_buf_init(&rd.columns);
     qg_buf_init(&rd.first);
     c->begin_pending = false;
-    if (!send_pipeline(c, ps, vals, &p))
+    if (!send_pipeline(c, ps, vals, &p)) {
         s = qgp_conn_lost(c, err, "sending the statement");
-    else
+        if (err && p.parts[p.nparts - 1] == PART_COMMIT)
+            err->outcome_unknown = true; /* part of it may have gone out */
+    } else {
         s = read_pipeline(&rd, &p, err);
+    }
     if (p.prepared)
         st->prepared = true;
     if (s == QG_OK) {
-        if (p.parts[p.nparts - 1] == PART_END)
+        if (p.parts[p.nparts - 1] >= PART_ROLLBACK)
             c->tx_ended = true;
         s = finish(&rd, err);
     } else {

@@ -54,8 +54,8 @@ struct qg_conn {
     qg_buf rows;        /* reused per statement: rows JSON */
     struct qgp_stmt_cache stmts;
     /* The transaction scope (tx.c) and statements (exec.c) share this state so a
-       read-only request costs one round trip: BEGIN, the statement and ROLLBACK
-       travel in one pipeline. */
+       one-statement request costs one round trip: BEGIN, the statement and
+       ROLLBACK (or COMMIT and the session reset) travel in one pipeline. */
     char begin_sql[96];  /* not sent yet: goes out with the first statement */
     bool begin_pending;
     bool tx_read_only;
@@ -133,6 +133,10 @@ qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 /* Resets what a caller may have changed in the session (SET, roles, LISTEN,
    temp tables, prepared statements, advisory locks); false if it failed. */
 bool qgp_conn_reset(qg_conn *c);
+/* tx.c: queue COMMIT and the session reset on c in pipeline mode; read their results
+   (a lost connection or a fatal error at COMMIT sets err->outcome_unknown). */
+bool qgp_commit_send(qg_conn *c);
+qg_status qgp_commit_read(qg_conn *c, qg_error *err);
 
 /* pool.c */
 void qgp_pool_close_all(qg_manager *m);

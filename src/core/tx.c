@@ -38,48 +38,94 @@ static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *er
 /*
  * NOTE: the caller's SQL may change the session (SET, set_config, SET ROLE,
  * LISTEN, temp tables). A read-only transaction ends in ROLLBACK, which undoes
- * all of that; a committed one is followed by a reset in the same round trip.
+ * all of that; a committed one is followed by this reset in the same pipeline.
  */
-static const char commit_sql[] =
-    "COMMIT; RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD TEMP";
+static const char *const reset_sql[] = {
+    "RESET SESSION AUTHORIZATION", "RESET ROLE", "RESET ALL", "UNLISTEN *",
+    "SELECT pg_advisory_unlock_all()", "DISCARD TEMP",
+};
 
-static qg_status commit(qg_conn *c, qg_error *err)
+static bool send_command(PGconn *pg, const char *sql)
 {
-    if (!PQsendQuery(c->pg, commit_sql))
-        return qgp_conn_lost(c, err, "sending COMMIT");
+    return PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+bool qgp_commit_send(qg_conn *c)
+{
+    bool ok = send_command(c->pg, "COMMIT");
+    for (size_t i = 0; ok && i < sizeof reset_sql / sizeof *reset_sql; i++)
+        ok = send_command(c->pg, reset_sql[i]);
+    return ok;
+}
+
+/* COMMIT's own results. */
+static qg_status read_commit(qg_conn *c, qg_error *err)
+{
     qg_status s = QG_OK;
-    bool first = true, committed = false;
+    bool committed = false, aborted = false;
     PGresult *res;
     while ((res = PQgetResult(c->pg)) != NULL) {
         ExecStatusType st = PQresultStatus(res);
-        if (first && st == PGRES_COMMAND_OK) {
+        if (st == PGRES_COMMAND_OK) {
             committed = !strcmp(PQcmdStatus(res), "COMMIT");
             if (!committed)
                 s = qg_error_set(err, QG_ERR_INTERNAL, "the server rolled the transaction back at COMMIT");
-        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && s == QG_OK) {
-            if (first && PQstatus(c->pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
-                s = qgp_error_from_result(err, res);
-                /* NOTE: the session ended as COMMIT went out: whether it applied is unknown. */
-                if (qgp_result_fatal(res)) {
-                    c->broken = true;
-                    if (err)
-                        err->outcome_unknown = true;
-                }
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            aborted = true; /* an earlier part failed and said why */
+        } else if (s == QG_OK && PQstatus(c->pg) == CONNECTION_OK &&
+                   PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+            s = qgp_error_from_result(err, res);
+            /* NOTE: the session ended as COMMIT went out: whether it applied is unknown. */
+            if (qgp_result_fatal(res)) {
+                c->broken = true;
+                if (err)
+                    err->outcome_unknown = true;
             }
-            else if (!first)
-                c->broken = true; /* committed, but the session could not be reset */
         }
-        first = false;
         PQclear(res);
     }
+    if (aborted && s == QG_OK)
+        return qg_error_set(err, QG_ERR_INTERNAL, "COMMIT did not run: an earlier statement failed");
     if (!committed && s == QG_OK) {
         s = qgp_conn_lost(c, err, "committing");
         /* NOTE: COMMIT may have reached the server before the connection died. */
         if (err)
             err->outcome_unknown = true;
     }
+    return s;
+}
+
+qg_status qgp_commit_read(qg_conn *c, qg_error *err)
+{
+    qg_status s = read_commit(c, err);
+    for (size_t i = 0; i < sizeof reset_sql / sizeof *reset_sql; i++) {
+        PGresult *res;
+        while ((res = PQgetResult(c->pg)) != NULL) {
+            ExecStatusType st = PQresultStatus(res);
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED)
+                c->broken = true; /* committed, but the session could not be reset */
+            PQclear(res);
+        }
+    }
     if (PQstatus(c->pg) != CONNECTION_OK)
+        c->broken = true;
+    return s;
+}
+
+/* COMMIT and the reset on their own, when the last statement did not take them along. */
+static qg_status commit(qg_conn *c, qg_error *err)
+{
+    if (!PQenterPipelineMode(c->pg) || !qgp_commit_send(c) || !PQpipelineSync(c->pg)) {
+        qg_status s = qgp_conn_lost(c, err, "sending COMMIT");
+        if (err)
+            err->outcome_unknown = true;
+        return s;
+    }
+    qg_status s = qgp_commit_read(c, err);
+    PGresult *sync = PQgetResult(c->pg);
+    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || !PQexitPipelineMode(c->pg))
         c->broken = true;
     return s;
 }
@@ -91,7 +137,8 @@ static qg_status end(qg_conn *c, bool ok, qg_error *err)
     if (c->begin_pending) {
         c->begin_pending = false; /* nothing was sent: nothing to end */
     } else if (ok && !c->tx_read_only) {
-        s = commit(c, err);
+        if (!c->tx_ended)
+            s = commit(c, err);
     } else if (!c->tx_ended && !c->broken && PQstatus(c->pg) == CONNECTION_OK) {
         qgp_conn_command(c, "ROLLBACK", NULL);
     }

@@ -33,8 +33,9 @@ static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
     qg_buf_free(&t->out);
     for (size_t i = 0; i < t->tx->n; i++) {
         qg_result *res = NULL;
-        /* The last statement of a read-only transaction takes its ROLLBACK along. */
-        t->opt.last = i + 1 == t->tx->n;
+        /* The last statement of a read-only transaction takes its ROLLBACK along; a
+           read-write one commits apart, after the size check below. */
+        t->opt.last = i + 1 == t->tx->n && t->tx->opt.read_only;
         qg_status s = qgh_exec(t->cancel, c, t->tx->stmts[i].sql, t->tx->stmts[i].params,
                                &t->opt, &res, err);
         if (s == QG_OK) {

@@ -198,8 +198,8 @@ static qg_status read_last(qg_conn *c, void *arg, qg_error *err)
     return s;
 }
 
-/* A read-only transaction's last statement carries its ROLLBACK: one round trip. */
-static void last_statement_ends_read_only_transaction(void)
+/* The last statement carries ROLLBACK or COMMIT (and the reset): one round trip. */
+static void last_statement_ends_transaction(void)
 {
     PGTransactionStatusType after = PQTRANS_UNKNOWN;
     struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
@@ -207,7 +207,7 @@ static void last_statement_ends_read_only_transaction(void)
     CHECK_INT(after, PQTRANS_IDLE);
     struct qg_tx_options rw = {QG_ISOLATION_DEFAULT, false};
     CHECK(qg_transaction(mgr, &rw, read_last, &after, NULL) == QG_OK);
-    CHECK_INT(after, PQTRANS_INTRANS); /* a write still commits afterwards */
+    CHECK_INT(after, PQTRANS_IDLE);
 }
 
 int main(void)
@@ -223,7 +223,7 @@ int main(void)
     RUN(cache_eviction);
     RUN(arrays_bind_by_type);
     RUN(errors_leave_clean_connection);
-    RUN(last_statement_ends_read_only_transaction);
+    RUN(last_statement_ends_transaction);
     qg_manager_free(mgr);
     qg_config_free(&cfg);
     return qgt_done();

@@ -161,6 +161,43 @@ static void retry_after_killed_backend(void)
     CHECK_INT(after.retries - before.retries, 1);
 }
 
+static qg_status slow_write_last(qg_conn *c, void *arg, qg_error *err)
+{
+    struct slow_read *sr = arg;
+    qg_result *r;
+    if (sr->calls++ == 0) {
+        qg_status s = qg_exec(c, "SELECT pg_backend_pid()", NULL, NULL, &r, err);
+        if (s != QG_OK)
+            return s;
+        atomic_store(&sr->k->pid, atoi(qg_result_first_value_json(r, NULL)));
+        qg_result_free(r);
+    }
+    struct qg_exec_options last = {.last = true};
+    qg_status s = qg_exec(c, "INSERT INTO tx_items (name, n) SELECT 'killed-write', 1 FROM pg_sleep(0.6)",
+                          NULL, &last, &r, err);
+    qg_result_free(r);
+    return s;
+}
+
+/*
+ * A write whose COMMIT travels with it, killed mid-statement: the server said so
+ * (57P01) before COMMIT ran, so it runs again and lands once, not "outcome unknown".
+ */
+static void retry_killed_write_that_carried_commit(void)
+{
+    struct killer k = {0};
+    struct slow_read sr = {&k, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, kill_when_running, &k);
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK(qg_transaction(mgr, NULL, slow_write_last, &sr, &err) == QG_OK);
+    pthread_join(t, NULL);
+    CHECK(!err.outcome_unknown);
+    CHECK_INT(sr.calls, 2);
+    CHECK_INT(count_name("killed-write"), 1);
+}
+
 struct serial {
     qg_manager *m;
     pthread_barrier_t *barrier;
@@ -320,6 +357,7 @@ int main(void)
     RUN(helpers);
     RUN(all_or_nothing);
     RUN(retry_after_killed_backend);
+    RUN(retry_killed_write_that_carried_commit);
     RUN(serialization_failure_retried);
     RUN(idle_in_transaction_timeout);
     RUN(with_retry);
