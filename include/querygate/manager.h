@@ -90,9 +90,11 @@ void qg_conn_cancel(qg_conn *c);
 
 struct qg_exec_options {
     bool numbers_as_strings; /* int8 and numeric as JSON strings */
-    bool last;               /* no statement follows in this transaction: it ends in
-                                the same round trip, a read-write one committed when
-                                qg_exec succeeds (so let nothing after it fail) */
+    bool last;               /* no statement follows in this transaction: it may end
+                                in the same round trip (a read-write one only when the
+                                statement returned no rows on this connection before:
+                                then it is committed when qg_exec succeeds, so let
+                                nothing after it fail) */
 };
 
 /*

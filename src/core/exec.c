@@ -255,8 +255,12 @@ static struct plan make_plan(qg_conn *c, struct qgp_stmt *st, bool arrays, bool 
             p.parts[p.nparts++] = PART_PREPARE;
     }
     p.parts[p.nparts++] = PART_STATEMENT;
-    if (last)
-        p.parts[p.nparts++] = c->tx_read_only ? PART_ROLLBACK : PART_COMMIT;
+    /* NOTE: rows are capped here, after the server ran the statement; a COMMIT sent
+       along would stand even when the cap then fails the request. */
+    if (last && c->tx_read_only)
+        p.parts[p.nparts++] = PART_ROLLBACK;
+    else if (last && st->rowless)
+        p.parts[p.nparts++] = PART_COMMIT;
     return p;
 }
 
@@ -321,6 +325,7 @@ static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
     if (s == QG_OK) {
         if (p.parts[p.nparts - 1] >= PART_ROLLBACK)
             c->tx_ended = true;
+        st->rowless = !rd.keys;
         s = finish(&rd, err);
     } else {
         note_stale_plan(c, st, err);

@@ -17,6 +17,8 @@ struct qgp_stmt {
     unsigned uses;
     bool prepared;       /* exists on the server under name */
     bool session_risk;   /* may leave state behind that ROLLBACK does not undo */
+    bool rowless;        /* ran here before and returned no rows: a write may take
+                            COMMIT along, as no result cap can fail after it */
     char name[24];
 };
 

@@ -214,7 +214,7 @@ static qg_status run_one(qg_conn *c, void *arg, qg_error *err)
     struct one *o = arg;
     qg_result_free(o->res);
     o->res = NULL;
-    struct qg_exec_options opt = {c->m->cfg->numbers_as_strings, true};
+    struct qg_exec_options opt = {.numbers_as_strings = c->m->cfg->numbers_as_strings, .last = true};
     return qg_exec(c, o->sql, o->params, &opt, &o->res, err);
 }
 

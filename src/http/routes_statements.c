@@ -11,7 +11,6 @@ struct run {
     struct qg_exec_options opt;
     long max_bytes;        /* MAX_RESULT_BYTES, for RETURNING rows summed over a batch */
     bool collect;          /* /insert: keep RETURNING rows and the id */
-    bool commit_along;     /* the last statement takes COMMIT along: nothing after it can fail */
     qg_result *res;        /* /query's result */
     long long affected;
     qg_buf rows;          /* row objects joined by commas, no brackets */
@@ -68,7 +67,7 @@ static qg_status run_writes(qg_conn *c, void *arg, qg_error *err)
     run_reset(r);
     for (size_t i = 0; i < r->st->nsets; i++) {
         qg_result *res = NULL;
-        r->opt.last = r->commit_along && i + 1 == r->st->nsets;
+        r->opt.last = i + 1 == r->st->nsets; /* may take COMMIT along: nothing follows */
         qg_status s = qgh_exec(r->cancel, c, r->st->sql, r->st->sets[i], &r->opt, &res, err);
         if (s == QG_OK) {
             r->affected += qg_result_affected_rows(res);
@@ -131,10 +130,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
     struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT,
                     .max_bytes = ctx->cfg->max_result_bytes};
     r.opt.numbers_as_strings = st.numbers_as_strings;
-    /* One round trip: BEGIN, the statement and ROLLBACK (or COMMIT) together; not
-       for a batch's RETURNING rows, whose sum is checked after the last statement. */
-    r.opt.last = kind == QUERY;
-    r.commit_along = !r.collect || st.nsets == 1;
+    r.opt.last = kind == QUERY; /* one round trip: BEGIN, the statement and ROLLBACK */
     struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);

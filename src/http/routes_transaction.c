@@ -12,6 +12,9 @@ struct tx_run {
     qg_buf out; /* the results array's elements, comma-joined */
 };
 
+/* The most append_result adds around a result's rows: keys, command tag and counts. */
+enum { RESULT_FRAME = 128 };
+
 static void append_result(qg_buf *b, const qg_result *res)
 {
     size_t len;
@@ -33,9 +36,10 @@ static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
     qg_buf_free(&t->out);
     for (size_t i = 0; i < t->tx->n; i++) {
         qg_result *res = NULL;
-        /* The last statement of a read-only transaction takes its ROLLBACK along; a
-           read-write one commits apart, after the size check below. */
-        t->opt.last = i + 1 == t->tx->n && t->tx->opt.read_only;
+        /* The last statement may take ROLLBACK or COMMIT along; a COMMIT only comes
+           with no rows, so the size check below can then fail only on the frame. */
+        t->opt.last = i + 1 == t->tx->n &&
+                      (t->tx->opt.read_only || (long)t->out.len + RESULT_FRAME <= t->max_bytes);
         qg_status s = qgh_exec(t->cancel, c, t->tx->stmts[i].sql, t->tx->stmts[i].params,
                                &t->opt, &res, err);
         if (s == QG_OK) {

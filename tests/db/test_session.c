@@ -188,26 +188,43 @@ static void errors_leave_clean_connection(void)
     free(pid2);
 }
 
-static qg_status read_last(qg_conn *c, void *arg, qg_error *err)
+struct last_run {
+    const char *sql;
+    PGTransactionStatusType after;
+};
+
+static qg_status run_last(qg_conn *c, void *arg, qg_error *err)
 {
+    struct last_run *lr = arg;
     struct qg_exec_options opt = {.last = true};
     qg_result *r;
-    qg_status s = qg_exec(c, "SELECT 1", NULL, &opt, &r, err);
+    qg_status s = qg_exec(c, lr->sql, NULL, &opt, &r, err);
     qg_result_free(r);
-    *(PGTransactionStatusType *)arg = PQtransactionStatus(c->pg);
+    lr->after = PQtransactionStatus(c->pg);
     return s;
 }
 
-/* The last statement carries ROLLBACK or COMMIT (and the reset): one round trip. */
+/*
+ * The last statement carries ROLLBACK, or COMMIT and the reset once the
+ * connection has seen it return no rows (rows are capped after the server ran
+ * the statement, and a COMMIT already sent would stand): one round trip.
+ */
 static void last_statement_ends_transaction(void)
 {
-    PGTransactionStatusType after = PQTRANS_UNKNOWN;
+    struct last_run rows = {"SELECT 1", PQTRANS_UNKNOWN};
     struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
-    CHECK(qg_transaction(mgr, &ro, read_last, &after, NULL) == QG_OK);
-    CHECK_INT(after, PQTRANS_IDLE);
+    CHECK(qg_transaction(mgr, &ro, run_last, &rows, NULL) == QG_OK);
+    CHECK_INT(rows.after, PQTRANS_IDLE);
     struct qg_tx_options rw = {QG_ISOLATION_DEFAULT, false};
-    CHECK(qg_transaction(mgr, &rw, read_last, &after, NULL) == QG_OK);
-    CHECK_INT(after, PQTRANS_IDLE);
+    for (int i = 0; i < 2; i++) {
+        CHECK(qg_transaction(mgr, &rw, run_last, &rows, NULL) == QG_OK);
+        CHECK_INT(rows.after, PQTRANS_INTRANS);
+    }
+    struct last_run none = {"SET LOCAL work_mem = '8MB'", PQTRANS_UNKNOWN};
+    CHECK(qg_transaction(mgr, &rw, run_last, &none, NULL) == QG_OK);
+    CHECK_INT(none.after, PQTRANS_INTRANS); /* not seen yet */
+    CHECK(qg_transaction(mgr, &rw, run_last, &none, NULL) == QG_OK);
+    CHECK_INT(none.after, PQTRANS_IDLE);
 }
 
 int main(void)

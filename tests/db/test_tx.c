@@ -161,21 +161,42 @@ static void retry_after_killed_backend(void)
     CHECK_INT(after.retries - before.retries, 1);
 }
 
+/* The insert of slow_write_last with :name and :s (seconds of sleep); NULL on failure. */
+static qg_params *slow_insert_params(const char *name, const char *seconds)
+{
+    qg_params *p = qg_params_new();
+    if (p && (qg_params_add(p, "name", QG_PARAM_TEXT, name, strlen(name), NULL) != QG_OK ||
+              qg_params_add(p, "s", QG_PARAM_NUMBER, seconds, strlen(seconds), NULL) != QG_OK)) {
+        qg_params_free(p);
+        p = NULL;
+    }
+    return p;
+}
+
 static qg_status slow_write_last(qg_conn *c, void *arg, qg_error *err)
 {
+    static const char sql[] = "INSERT INTO tx_items (name, n) SELECT :name, 1 FROM pg_sleep(:s)";
     struct slow_read *sr = arg;
-    qg_result *r;
+    qg_result *r = NULL;
+    qg_status s = QG_OK;
     if (sr->calls++ == 0) {
-        qg_status s = qg_exec(c, "SELECT pg_backend_pid()", NULL, NULL, &r, err);
-        if (s != QG_OK)
-            return s;
-        atomic_store(&sr->k->pid, atoi(qg_result_first_value_json(r, NULL)));
+        s = qg_exec(c, "SELECT pg_backend_pid()", NULL, NULL, &r, err);
+        if (s == QG_OK)
+            atomic_store(&sr->k->pid, atoi(qg_result_first_value_json(r, NULL)));
         qg_result_free(r);
+        /* Once seen returning no rows, the statement takes COMMIT along. */
+        qg_params *warm = slow_insert_params("warm-up", "0");
+        if (s == QG_OK)
+            s = qg_exec(c, sql, warm, NULL, &r, err);
+        qg_result_free(r);
+        qg_params_free(warm);
     }
     struct qg_exec_options last = {.last = true};
-    qg_status s = qg_exec(c, "INSERT INTO tx_items (name, n) SELECT 'killed-write', 1 FROM pg_sleep(0.6)",
-                          NULL, &last, &r, err);
+    qg_params *p = slow_insert_params("killed-write", "0.6");
+    if (s == QG_OK)
+        s = qg_exec(c, sql, p, &last, &r, err);
     qg_result_free(r);
+    qg_params_free(p);
     return s;
 }
 
@@ -196,6 +217,7 @@ static void retry_killed_write_that_carried_commit(void)
     CHECK(!err.outcome_unknown);
     CHECK_INT(sr.calls, 2);
     CHECK_INT(count_name("killed-write"), 1);
+    CHECK_INT(count_name("warm-up"), 0); /* in the killed transaction */
 }
 
 struct serial {

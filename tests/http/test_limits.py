@@ -37,6 +37,34 @@ def test_result_too_large_default_cap():
         s.stop()
 
 
+def test_write_results_over_the_cap_are_not_committed():
+    """The last write carries COMMIT; rows past MAX_RESULT_BYTES must still roll it all back."""
+    admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (k text); GRANT ALL ON {t} TO qg"
+              .format(t=T))
+    s = Server(MAX_RESULT_BYTES=4096, DB_POOL_SIZE=1)
+    ins = "INSERT INTO %s (k) VALUES (:k) RETURNING k, repeat('x', 1500) AS pad" % T
+    try:
+        check_error(s.post("/transaction", {"statements": [
+            {"sql": ins, "params": {"k": "tx-1"}}, {"sql": ins, "params": {"k": "tx-2"}},
+            {"sql": ins, "params": {"k": "tx-3"}}]}), 422, "result_too_large")
+        check_error(s.post("/insert", {"sql": ins, "params": [
+            {"k": "batch-1"}, {"k": "batch-2"}, {"k": "batch-3"}]}), 422, "result_too_large")
+        big = "INSERT INTO %s (k) VALUES (:k) RETURNING repeat('x', 5000) AS pad" % T
+        for _ in range(2):  # the second time on a connection that has seen the statement
+            check_error(s.post("/insert", {"sql": big, "params": {"k": "one"}}),
+                        422, "result_too_large")
+            check_error(s.post("/update", {"sql": big, "params": {"k": "one"}}),
+                        422, "result_too_large")
+        check(admin_sql("SELECT count(*) FROM %s" % T) == "0", "a write past the cap was committed")
+        check_ok(s.post("/transaction", {"statements": [
+            {"sql": ins, "params": {"k": "tx-1"}}, {"sql": ins, "params": {"k": "tx-2"}}]}))
+        check_ok(s.post("/insert", {"sql": ins, "params": [{"k": "batch-1"}, {"k": "batch-2"}]}))
+        check(admin_sql("SELECT count(*) FROM %s" % T) == "4", "the writes within the cap")
+    finally:
+        s.stop()
+        admin_sql("DROP TABLE %s" % T)
+
+
 def test_pool_timeout_and_statement_timeout():
     s = Server(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=1, PG_STATEMENT_TIMEOUT=1500)
     try:
