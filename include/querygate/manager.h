@@ -107,6 +107,19 @@ qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
                   const struct qg_exec_options *opt, qg_result **out,
                   qg_error *err) QG_MUSTCHECK;
 
+/*
+ * Runs n statements on c in order, as qg_exec would one by one, but in as few
+ * round trips as it can: one libpq pipeline per 64 statements (one statement a
+ * trip where a parameter is a JSON array, whose type the server must tell
+ * first). The first error stops the rest and sets err->statement_index. On
+ * success out[0..n-1] are new results (qg_result_free each); on failure none.
+ * MAX_RESULT_BYTES caps the rows of all n together. params may be NULL (no
+ * parameters anywhere); opt->last is about the last statement.
+ */
+qg_status qg_exec_many(qg_conn *c, size_t n, const char *const *sql,
+                       const qg_params *const *params, const struct qg_exec_options *opt,
+                       qg_result **out, qg_error *err) QG_MUSTCHECK;
+
 /* ---- transactions -------------------------------------------------------- */
 
 enum qg_isolation {

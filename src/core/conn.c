@@ -132,7 +132,6 @@ qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
     c->cancel = PQgetCancel(pg);
     PQsetNoticeProcessor(pg, notice_to_log, m);
     pthread_mutex_init(&c->cancel_lock, NULL);
-    qg_buf_init(&c->rows);
     *out = c;
     return QG_OK;
 }
@@ -147,7 +146,6 @@ void qgp_conn_close(qg_conn *c)
     pthread_mutex_unlock(&c->cancel_lock);
     pthread_mutex_destroy(&c->cancel_lock);
     PQfinish(c->pg);
-    qg_buf_free(&c->rows);
     qgp_stmt_cache_free(&c->stmts);
     free(c);
 }

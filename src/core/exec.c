@@ -1,4 +1,4 @@
-/* One statement on a connection: bind, send (pipelined with BEGIN and ROLLBACK or COMMIT), stream rows into JSON. */
+/* Statements on a connection: bind, send in one pipeline (with BEGIN and ROLLBACK or COMMIT), stream rows into JSON. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,7 @@ static qg_status server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res
     if (qgp_result_fatal(res))
         c->broken = true;
     qg_status s = qgp_error_from_result(err, res);
-    if (err && err->position)
+    if (err && err->position && ps)
         err->position = qgp_sql_map_position(ps, err->position);
     return s;
 }
@@ -58,12 +58,13 @@ static qg_status choose_array_forms(qg_conn *c, const qgp_sql *ps, const char **
     return QG_OK;
 }
 
-/* What the reader has seen so far. */
+/* What the reader has seen so far of one statement's results. */
 struct reader {
     qg_conn *c;
     const qgp_sql *ps;
     struct qgp_json_opts jopts;
-    qg_buf *rows;
+    size_t before;       /* rows JSON of the earlier statements: the cap is on the sum */
+    qg_buf rows;
     qg_buf columns;
     qg_buf first;
     char **keys;
@@ -78,7 +79,7 @@ static void start_rows(struct reader *rd, const PGresult *res)
     rd->nkeys = PQnfields(res);
     rd->keys = qgp_json_keys(res);
     qgp_json_columns(&rd->columns, res);
-    qg_buf_putc(rd->rows, '[');
+    qg_buf_putc(&rd->rows, '[');
 }
 
 static void take_row(struct reader *rd, const PGresult *res)
@@ -89,8 +90,8 @@ static void take_row(struct reader *rd, const PGresult *res)
     if (!rd->keys)
         start_rows(rd, res);
     if (rd->nrows)
-        qg_buf_putc(rd->rows, ',');
-    qgp_json_row(rd->rows, res, 0, rd->keys, &rd->jopts);
+        qg_buf_putc(&rd->rows, ',');
+    qgp_json_row(&rd->rows, res, 0, rd->keys, &rd->jopts);
     if (rd->nrows == 0 && PQnfields(res) > 0) {
         if (PQgetisnull(res, 0, 0))
             qg_buf_puts(&rd->first, "null");
@@ -99,7 +100,8 @@ static void take_row(struct reader *rd, const PGresult *res)
                            (size_t)PQgetlength(res, 0, 0), &rd->jopts);
     }
     rd->nrows++;
-    if (rd->nrows > cfg->max_result_rows || rd->rows->len > (size_t)cfg->max_result_bytes) {
+    if (rd->nrows > cfg->max_result_rows ||
+        rd->before + rd->rows.len > (size_t)cfg->max_result_bytes) {
         /* NOTE: stop the server producing rows nobody will read; the error it then
            reports (57014) is ours and is swallowed below. */
         rd->too_large = true;
@@ -144,56 +146,129 @@ static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *e
     }
 }
 
-/* The pipeline's parts, in the order they were sent. */
-enum part { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_ROLLBACK, PART_COMMIT };
+static qg_status too_large(const struct reader *rd, qg_error *err)
+{
+    const struct qg_config *cfg = rd->c->m->cfg;
+    return qg_error_set(err, QG_ERR_RESULT_TOO_LARGE,
+                        "the result is larger than the service returns at once (MAX_RESULT_ROWS "
+                        "%ld rows, MAX_RESULT_BYTES %ld bytes%s); add a LIMIT or a WHERE clause, "
+                        "page with keyset pagination, or raise the caps",
+                        cfg->max_result_rows, cfg->max_result_bytes,
+                        rd->before ? " over all statements" : "");
+}
 
-struct plan {
-    enum part parts[4];
-    int nparts;
-    const char *name; /* prepared statement name, "" for unnamed, NULL for none */
-    bool prepare;
-    bool prepared;    /* the server accepted the PREPARE (it outlives a rollback) */
+/* The reader's buffers become its result. */
+static qg_status finish(struct reader *rd, qg_error *err)
+{
+    if (rd->keys)
+        qg_buf_putc(&rd->rows, ']');
+    if (rd->rows.oom || rd->columns.oom || rd->first.oom)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the result");
+    qg_result *r = rd->out;
+    r->row_count = rd->nrows;
+    if (rd->keys)
+        r->rows = qg_buf_steal(&rd->rows, &r->rows_len);
+    r->columns = qg_buf_steal(&rd->columns, &r->columns_len);
+    r->first = qg_buf_steal(&rd->first, &r->first_len);
+    return QG_OK;
+}
+
+/* One statement of a pipeline. */
+struct item {
+    struct qgp_stmt *st;
+    struct qgp_value *v;         /* bound values, borrowing from the caller's params */
+    const char **vals;           /* the text sent for each $n */
+    struct qgp_value small_v[8];
+    const char *small_vals[8];
+    bool arrays;                 /* a JSON array parameter: the server types it first */
+    const char *name;            /* the prepared statement to run; NULL: run the text */
+    bool prepare;                /* PREPARE name first */
+    bool prepared;               /* the server accepted that PREPARE */
+    struct reader rd;
 };
 
-/*
- * Reads every part's results up to the sync; the first error wins. With COMMIT
- * in the pipeline, a connection lost without the server refusing an earlier
- * part leaves the outcome unknown: the server may have committed, and a reset
- * connection loses the answers still in flight.
- */
-static qg_status read_pipeline(struct reader *rd, struct plan *p, qg_error *err)
+/* A pipeline's parts, in the order they were sent. */
+enum part_kind { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_ROLLBACK, PART_COMMIT };
+
+struct part {
+    enum part_kind kind;
+    struct item *it; /* for PREPARE and STATEMENT */
+};
+
+static bool send_part(qg_conn *c, const struct part *p)
 {
-    PGconn *pg = rd->c->pg;
+    PGconn *pg = c->pg;
+    const qgp_sql *ps = p->it ? p->it->st->parsed : NULL;
+    switch (p->kind) {
+    case PART_BEGIN:
+        return PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0);
+    case PART_PREPARE:
+        return PQsendPrepare(pg, p->it->name, ps->text, ps->nparams, NULL);
+    case PART_STATEMENT:
+        return p->it->name
+                   ? PQsendQueryPrepared(pg, p->it->name, ps->nparams, p->it->vals, NULL, NULL, 0)
+                   : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, p->it->vals, NULL, NULL, 0);
+    case PART_ROLLBACK:
+        return PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+    case PART_COMMIT:
+        return qgp_commit_send(c);
+    }
+    return false;
+}
+
+/*
+ * Reads every part's results up to the sync; the first error wins and *failed
+ * names its statement. With COMMIT in the pipeline, a connection lost without
+ * the server refusing an earlier part leaves the outcome unknown: the server
+ * may have committed, and a reset connection loses the answers still in flight.
+ */
+static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struct item **failed,
+                            qg_error *err)
+{
+    PGconn *pg = c->pg;
     qg_status s = QG_OK;
     bool refused = false; /* the server answered a part before COMMIT with an error */
-    for (int i = 0; i < p->nparts; i++) {
-        if (p->parts[i] == PART_COMMIT) {
+    size_t earlier = 0;   /* rows JSON of this pipeline's earlier statements */
+    for (size_t i = 0; i < nparts; i++) {
+        struct part *p = &parts[i];
+        if (p->kind == PART_COMMIT) {
             /* After a failed part COMMIT did not run; its results only need reading. */
             qg_error ignored;
             qg_error_clear(&ignored);
-            qg_status r = qgp_commit_read(rd->c, s == QG_OK ? err : &ignored);
+            qg_status r = qgp_commit_read(c, s == QG_OK ? err : &ignored);
             if (s == QG_OK)
                 s = r;
             break;
         }
-        if (p->parts[i] == PART_STATEMENT)
+        struct reader *rd = p->it ? &p->it->rd : NULL;
+        if (p->kind == PART_STATEMENT) {
+            rd->before += earlier;
             PQsetSingleRowMode(pg);
+        }
         PGresult *res;
         while ((res = PQgetResult(pg)) != NULL) {
             qg_status r = QG_OK;
             if (PQresultErrorField(res, PG_DIAG_SQLSTATE))
                 refused = true;
-            if (p->parts[i] == PART_STATEMENT)
+            if (p->kind == PART_STATEMENT)
                 r = take_result(rd, res, err);
-            else if (p->parts[i] == PART_PREPARE && PQresultStatus(res) == PGRES_COMMAND_OK)
-                p->prepared = true;
+            else if (p->kind == PART_PREPARE && PQresultStatus(res) == PGRES_COMMAND_OK)
+                p->it->prepared = true;
             else if (PQresultStatus(res) != PGRES_COMMAND_OK &&
                      PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
-                r = server_error(rd->c, rd->ps, res, err, "running the statement");
-            if (s == QG_OK)
+                r = server_error(c, rd ? rd->ps : NULL, res, err, "running the statement");
+            if (s == QG_OK && r != QG_OK) {
                 s = r;
+                *failed = p->it;
+            }
             PQclear(res);
         }
+        if (s == QG_OK && rd && rd->too_large) {
+            s = too_large(rd, err);
+            *failed = p->it;
+        }
+        if (p->kind == PART_STATEMENT)
+            earlier += rd->rows.len;
         if (PQstatus(pg) != CONNECTION_OK)
             break;
     }
@@ -205,85 +280,12 @@ static qg_status read_pipeline(struct reader *rd, struct plan *p, qg_error *err)
             return s;
     }
     if (s == QG_OK)
-        s = qgp_conn_lost(rd->c, err, "reading the result");
-    rd->c->broken = true;
-    if (p->parts[p->nparts - 1] == PART_COMMIT && !refused && err &&
+        s = qgp_conn_lost(c, err, "reading the result");
+    c->broken = true;
+    if (parts[nparts - 1].kind == PART_COMMIT && !refused && err &&
         err->status == QG_ERR_DB_UNAVAILABLE)
         err->outcome_unknown = true;
     return s;
-}
-
-static bool send_pipeline(qg_conn *c, const qgp_sql *ps, const char **vals, const struct plan *p)
-{
-    PGconn *pg = c->pg;
-    bool ok = PQenterPipelineMode(pg);
-    for (int i = 0; ok && i < p->nparts; i++) {
-        switch (p->parts[i]) {
-        case PART_BEGIN:
-            ok = PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0);
-            break;
-        case PART_PREPARE:
-            ok = PQsendPrepare(pg, p->name, ps->text, ps->nparams, NULL);
-            break;
-        case PART_STATEMENT:
-            ok = p->name ? PQsendQueryPrepared(pg, p->name, ps->nparams, vals, NULL, NULL, 0)
-                         : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, vals, NULL, NULL, 0);
-            break;
-        case PART_ROLLBACK:
-            ok = PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
-            break;
-        case PART_COMMIT:
-            ok = qgp_commit_send(c);
-            break;
-        }
-    }
-    return ok && PQpipelineSync(pg);
-}
-
-static struct plan make_plan(qg_conn *c, struct qgp_stmt *st, bool arrays, bool last)
-{
-    struct plan p = {.nparts = 0};
-    if (c->begin_pending)
-        p.parts[p.nparts++] = PART_BEGIN;
-    if (arrays) {
-        p.name = ""; /* prepared and described by choose_array_forms */
-    } else if (c->m->cfg->prepared_statements && !c->pooler && (st->prepared || st->uses >= 2)) {
-        /* NOTE: prepare on the second use: one-off SQL costs the server no extra work. */
-        p.name = st->name;
-        p.prepare = !st->prepared;
-        if (p.prepare)
-            p.parts[p.nparts++] = PART_PREPARE;
-    }
-    p.parts[p.nparts++] = PART_STATEMENT;
-    /* NOTE: rows are capped here, after the server ran the statement; a COMMIT sent
-       along would stand even when the cap then fails the request. */
-    if (last && c->tx_read_only)
-        p.parts[p.nparts++] = PART_ROLLBACK;
-    else if (last && st->rowless)
-        p.parts[p.nparts++] = PART_COMMIT;
-    return p;
-}
-
-static qg_status finish(struct reader *rd, qg_error *err)
-{
-    const struct qg_config *cfg = rd->c->m->cfg;
-    if (rd->too_large)
-        return qg_error_set(err, QG_ERR_RESULT_TOO_LARGE,
-                            "the result is larger than the service returns at once (MAX_RESULT_ROWS "
-                            "%ld rows, MAX_RESULT_BYTES %ld bytes); add a LIMIT or a WHERE clause, "
-                            "page with keyset pagination, or raise the caps",
-                            cfg->max_result_rows, cfg->max_result_bytes);
-    if (rd->keys)
-        qg_buf_putc(rd->rows, ']');
-    if (rd->rows->oom || rd->columns.oom || rd->first.oom)
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the result");
-    qg_result *r = rd->out;
-    r->row_count = rd->nrows;
-    if (rd->keys)
-        r->rows = qg_buf_steal(rd->rows, &r->rows_len);
-    r->columns = qg_buf_steal(&rd->columns, &r->columns_len);
-    r->first = qg_buf_steal(&rd->first, &r->first_len);
-    return QG_OK;
 }
 
 /* A plan that failed because the server dropped or outdated our prepared statement. */
@@ -296,96 +298,94 @@ static void note_stale_plan(qg_conn *c, struct qgp_stmt *st, const qg_error *err
         c->needs_reset = true; /* DEALLOCATE ALL; the transaction may run again */
 }
 
-static qg_status execute(qg_conn *c, struct qgp_stmt *st, const char **vals,
-                         const struct qgp_value *v, bool arrays, const struct qg_exec_options *opt,
-                         qg_result **out, qg_error *err)
+/* Which server-side statement an item runs, and whether it must be prepared first. */
+static void choose_name(qg_conn *c, struct item *it)
 {
-    const qgp_sql *ps = st->parsed;
-    qg_status s = arrays ? choose_array_forms(c, ps, vals, v, err) : QG_OK;
-    if (s != QG_OK)
-        return s;
-    struct plan p = make_plan(c, st, arrays, opt && opt->last);
-    struct reader rd = {.c = c, .ps = ps, .rows = &c->rows};
-    rd.jopts.numbers_as_strings = opt ? opt->numbers_as_strings : c->m->cfg->numbers_as_strings;
-    if (!(rd.out = calloc(1, sizeof *rd.out)))
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
-    qg_buf_reset(&c->rows);
-    qg_buf_init(&rd.columns);
-    qg_buf_init(&rd.first);
-    c->begin_pending = false;
-    if (!send_pipeline(c, ps, vals, &p)) {
-        s = qgp_conn_lost(c, err, "sending the statement");
-        if (err && p.parts[p.nparts - 1] == PART_COMMIT)
-            err->outcome_unknown = true; /* part of it may have gone out */
-    } else {
-        s = read_pipeline(&rd, &p, err);
+    struct qgp_stmt *st = it->st;
+    if (it->arrays) {
+        it->name = ""; /* prepared and described by choose_array_forms */
+    } else if (c->m->cfg->prepared_statements && !c->pooler) {
+        /* NOTE: prepare on the second use: one-off SQL costs the server no extra work. */
+        if (st->prepared || st->prepare_queued) {
+            it->name = st->name;
+        } else if (st->uses >= 2) {
+            it->name = st->name;
+            it->prepare = st->prepare_queued = true;
+        }
     }
-    if (p.prepared)
-        st->prepared = true;
-    if (s == QG_OK) {
-        if (p.parts[p.nparts - 1] >= PART_ROLLBACK)
-            c->tx_ended = true;
-        st->rowless = !rd.keys;
-        s = finish(&rd, err);
-    } else {
-        note_stale_plan(c, st, err);
-    }
-    qgp_json_keys_free(rd.keys, rd.nkeys);
-    qg_buf_free(&rd.columns);
-    qg_buf_free(&rd.first);
-    if (s != QG_OK) {
-        qg_result_free(rd.out);
-        return s;
-    }
-    *out = rd.out;
-    return QG_OK;
 }
 
-static qg_status bind_and_execute(qg_conn *c, struct qgp_stmt *st, const qg_params *params,
-                                  const struct qg_exec_options *opt, qg_result **out, qg_error *err)
+enum end { END_NONE, END_ROLLBACK, END_COMMIT };
+
+/* One round trip: BEGIN if pending, the items (each prepared first where chosen), the end. */
+static qg_status run_pipeline(qg_conn *c, struct item *items, size_t n, enum end end,
+                              struct item **failed, qg_error *err)
 {
-    const qgp_sql *ps = st->parsed;
-    struct qgp_value stack_v[16];
-    const char *stack_vals[16];
-    struct qgp_value *v = stack_v;
-    const char **vals = stack_vals;
-    if (ps->nparams > 16) {
-        v = calloc((size_t)ps->nparams, sizeof *v);
-        vals = calloc((size_t)ps->nparams, sizeof *vals);
+    struct part small[20];
+    size_t max = 2 * n + 2, np = 0;
+    struct part *parts = max <= 20 ? small : calloc(max, sizeof *parts);
+    if (!parts)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory planning the statements");
+    if (c->begin_pending)
+        parts[np++] = (struct part){PART_BEGIN, NULL};
+    c->begin_pending = false;
+    for (size_t i = 0; i < n; i++) {
+        choose_name(c, &items[i]);
+        if (items[i].prepare)
+            parts[np++] = (struct part){PART_PREPARE, &items[i]};
+        parts[np++] = (struct part){PART_STATEMENT, &items[i]};
     }
-    qg_status s = (!v || !vals) ? qg_error_set(err, QG_ERR_INTERNAL, "out of memory binding parameters")
-                                : qgp_bind(ps, params, v, err);
-    if (s == QG_OK) {
-        bool arrays = false;
-        for (int i = 0; i < ps->nparams; i++) {
-            vals[i] = v[i].text;
-            arrays |= v[i].is_array;
-        }
-        if (c->m->cfg->echo)
-            qgp_log(c->m, QG_LOG_INFO, "sql: %.900s", ps->text);
-        s = execute(c, st, vals, v, arrays, opt, out, err);
+    if (end != END_NONE)
+        parts[np++] = (struct part){end == END_COMMIT ? PART_COMMIT : PART_ROLLBACK, NULL};
+    bool sent = PQenterPipelineMode(c->pg);
+    for (size_t i = 0; sent && i < np; i++)
+        sent = send_part(c, &parts[i]);
+    qg_status s;
+    if (!sent || !PQpipelineSync(c->pg)) {
+        s = qgp_conn_lost(c, err, "sending the statement");
+        if (err && end == END_COMMIT)
+            err->outcome_unknown = true; /* part of it may have gone out */
+    } else {
+        s = read_parts(c, parts, np, failed, err);
     }
-    if (v != stack_v)
-        free(v);
-    if (vals != stack_vals)
-        free(vals);
+    for (size_t i = 0; i < n; i++) {
+        items[i].st->prepared |= items[i].prepared;
+        items[i].st->prepare_queued = false;
+    }
+    if (s == QG_OK && end != END_NONE)
+        c->tx_ended = true;
+    if (s != QG_OK && *failed)
+        note_stale_plan(c, (*failed)->st, err);
+    if (parts != small)
+        free(parts);
     return s;
 }
 
-qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
-                  const struct qg_exec_options *opt, qg_result **out, qg_error *err)
+/*
+ * The last statement may end the transaction in the same round trip: a
+ * read-only one with ROLLBACK; a read-write one with COMMIT only when every
+ * statement of the trip returned no rows here before. Rows are capped as they
+ * arrive, after the server ran the statement, and a COMMIT already sent would
+ * stand even when the cap then failed the request.
+ */
+static enum end choose_end(const qg_conn *c, const struct item *items, size_t n, bool last)
 {
-    *out = NULL;
-    if (!c || !sql)
-        return qg_error_set(err, QG_ERR_INVALID_REQUEST, "qg_exec needs a connection and an SQL text");
-    if (c->broken)
-        return qgp_conn_lost(c, err, "starting the statement");
-    if (c->tx_ended)
-        return qg_error_set(err, QG_ERR_INTERNAL,
-                            "a statement after the one marked last in its transaction");
-    struct qgp_stmt *st;
-    char evicted[sizeof st->name];
-    qg_status s = qgp_stmt_lookup(&c->stmts, sql, strlen(sql), &st, evicted, err);
+    if (!last)
+        return END_NONE;
+    if (c->tx_read_only)
+        return END_ROLLBACK;
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].st->rowless)
+            return END_NONE;
+    return END_COMMIT;
+}
+
+/* Looks up sql in the statement cache and binds params into it. */
+static qg_status bind_item(qg_conn *c, struct item *it, const char *sql, const qg_params *params,
+                              const struct qg_exec_options *opt, size_t before, qg_error *err)
+{
+    char evicted[sizeof it->st->name];
+    qg_status s = qgp_stmt_lookup(&c->stmts, sql, strlen(sql), &it->st, evicted, err);
     if (s != QG_OK)
         return s;
     if (evicted[0]) {
@@ -394,7 +394,169 @@ qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
         if ((s = qgp_conn_command(c, sql_dealloc, err)) != QG_OK)
             return s;
     }
-    if (st->session_risk)
+    if (it->st->session_risk)
         c->needs_reset = true;
-    return bind_and_execute(c, st, params, opt, out, err);
+    const qgp_sql *ps = it->st->parsed;
+    it->v = it->small_v;
+    it->vals = it->small_vals;
+    if (ps->nparams > 8) {
+        it->v = calloc((size_t)ps->nparams, sizeof *it->v);
+        it->vals = calloc((size_t)ps->nparams, sizeof *it->vals);
+        if (!it->v || !it->vals)
+            return qg_error_set(err, QG_ERR_INTERNAL, "out of memory binding parameters");
+    }
+    if ((s = qgp_bind(ps, params, it->v, err)) != QG_OK)
+        return s;
+    for (int i = 0; i < ps->nparams; i++) {
+        it->vals[i] = it->v[i].text;
+        it->arrays |= it->v[i].is_array;
+    }
+    if (c->m->cfg->echo)
+        qgp_log(c->m, QG_LOG_INFO, "sql: %.900s", ps->text);
+    struct reader *rd = &it->rd;
+    rd->c = c;
+    rd->ps = ps;
+    rd->before = before;
+    rd->jopts.numbers_as_strings = opt ? opt->numbers_as_strings : c->m->cfg->numbers_as_strings;
+    qg_buf_init(&rd->rows);
+    qg_buf_init(&rd->columns);
+    qg_buf_init(&rd->first);
+    if (!(rd->out = calloc(1, sizeof *rd->out)))
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
+    return QG_OK;
+}
+
+static void item_free(struct item *it)
+{
+    if (it->v != it->small_v)
+        free(it->v);
+    if (it->vals != it->small_vals)
+        free(it->vals);
+    qgp_json_keys_free(it->rd.keys, it->rd.nkeys);
+    qg_buf_free(&it->rd.rows);
+    qg_buf_free(&it->rd.columns);
+    qg_buf_free(&it->rd.first);
+    qg_result_free(it->rd.out);
+}
+
+/* Rows JSON so far, for the cap on the sum. */
+static size_t rows_bytes(qg_result *const *out, size_t n)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += out[i] ? out[i]->rows_len : 0;
+    return sum;
+}
+
+/*
+ * Statements [0, n) in one round trip when it can: a JSON array parameter needs
+ * the server's types first (choose_array_forms), so then one statement a trip.
+ * NOTE: n stays below the statement cache's size, so no lookup evicts another item.
+ */
+static qg_status run_chunk(qg_conn *c, size_t n, const char *const *sql,
+                           const qg_params *const *params, const struct qg_exec_options *opt,
+                           bool last, qg_result **out, size_t done_bytes, long *failed_at,
+                           qg_error *err)
+{
+    struct item one;
+    struct item *items = n == 1 ? &one : calloc(n, sizeof *items);
+    if (!items)
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory planning the statements");
+    memset(items, 0, n * sizeof *items);
+    qg_status s = QG_OK;
+    size_t ready = 0;
+    bool arrays = false;
+    for (; ready < n && s == QG_OK; ready++) {
+        s = bind_item(c, &items[ready], sql[ready], params ? params[ready] : NULL, opt,
+                         done_bytes, err);
+        arrays |= items[ready].arrays;
+        if (s != QG_OK)
+            *failed_at = (long)ready;
+    }
+    struct item *failed = NULL;
+    if (s == QG_OK && !arrays) {
+        s = run_pipeline(c, items, n, choose_end(c, items, n, last), &failed, err);
+    } else if (s == QG_OK) {
+        size_t before = done_bytes;
+        for (size_t i = 0; i < n && s == QG_OK; i++) {
+            struct item *it = &items[i];
+            it->rd.before = before;
+            if (it->arrays)
+                s = choose_array_forms(c, it->st->parsed, it->vals, it->v, err);
+            if (s == QG_OK)
+                s = run_pipeline(c, it, 1, choose_end(c, it, 1, last && i + 1 == n), &failed, err);
+            if (s != QG_OK && !failed)
+                failed = it;
+            before += it->rd.rows.len;
+        }
+    }
+    if (failed)
+        *failed_at = failed - items;
+    for (size_t i = 0; i < n && s == QG_OK; i++) {
+        items[i].st->rowless = !items[i].rd.keys;
+        s = finish(&items[i].rd, err);
+        out[i] = items[i].rd.out;
+        items[i].rd.out = NULL;
+    }
+    for (size_t i = 0; i < ready; i++)
+        item_free(&items[i]);
+    if (items != &one)
+        free(items);
+    return s;
+}
+
+/* At most this many statements a round trip: fewer than the statement cache holds. */
+#define QGP_PIPELINE_MAX 64
+
+static qg_status exec_list(qg_conn *c, size_t n, const char *const *sql,
+                           const qg_params *const *params, const struct qg_exec_options *opt,
+                           qg_result **out, long *failed_at, qg_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    if (!c || !sql)
+        return qg_error_set(err, QG_ERR_INVALID_REQUEST, "qg_exec needs a connection and an SQL text");
+    for (size_t i = 0; i < n; i++)
+        if (!sql[i])
+            return qg_error_set(err, QG_ERR_INVALID_REQUEST, "statement %zu has no SQL text", i);
+    if (c->broken)
+        return qgp_conn_lost(c, err, "starting the statement");
+    if (c->tx_ended)
+        return qg_error_set(err, QG_ERR_INTERNAL,
+                            "a statement after the one marked last in its transaction");
+    qg_status s = QG_OK;
+    for (size_t done = 0; done < n && s == QG_OK;) {
+        size_t k = n - done < QGP_PIPELINE_MAX ? n - done : QGP_PIPELINE_MAX;
+        long failed = -1;
+        s = run_chunk(c, k, sql + done, params ? params + done : NULL, opt,
+                      opt && opt->last && done + k == n, out + done, rows_bytes(out, done),
+                      &failed, err);
+        if (s != QG_OK && failed >= 0)
+            *failed_at = (long)done + failed;
+        done += k;
+    }
+    if (s != QG_OK)
+        for (size_t i = 0; i < n; i++) {
+            qg_result_free(out[i]);
+            out[i] = NULL;
+        }
+    return s;
+}
+
+qg_status qg_exec_many(qg_conn *c, size_t n, const char *const *sql,
+                       const qg_params *const *params, const struct qg_exec_options *opt,
+                       qg_result **out, qg_error *err)
+{
+    long failed = -1;
+    qg_status s = exec_list(c, n, sql, params, opt, out, &failed, err);
+    if (s != QG_OK && err && failed >= 0 && err->statement_index < 0)
+        err->statement_index = (int)failed;
+    return s;
+}
+
+qg_status qg_exec(qg_conn *c, const char *sql, const qg_params *params,
+                  const struct qg_exec_options *opt, qg_result **out, qg_error *err)
+{
+    long failed = -1;
+    return exec_list(c, 1, &sql, &params, opt, out, &failed, err);
 }

@@ -19,6 +19,7 @@ struct qgp_stmt {
     bool session_risk;   /* may leave state behind that ROLLBACK does not undo */
     bool rowless;        /* ran here before and returned no rows: a write may take
                             COMMIT along, as no result cap can fail after it */
+    bool prepare_queued; /* a PREPARE under name is in the pipeline being sent */
     char name[24];
 };
 
@@ -53,7 +54,6 @@ struct qg_conn {
     PGcancel *cancel;
     struct qg_conn *next_idle;             /* idle stack (LIFO keeps hot ones hot) */
     struct qg_conn *prev_all, *next_all;   /* every open connection, for shutdown */
-    qg_buf rows;        /* reused per statement: rows JSON */
     struct qgp_stmt_cache stmts;
     /* The transaction scope (tx.c) and statements (exec.c) share this state so a
        one-statement request costs one round trip: BEGIN, the statement and

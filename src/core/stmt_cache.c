@@ -110,7 +110,7 @@ qg_status qgp_stmt_lookup(struct qgp_stmt_cache *sc, const char *sql, size_t len
     e->uses = 1;
     e->last_use = sc->tick;
     e->session_risk = survives_rollback(sql, len);
-    e->rowless = false;
+    e->rowless = e->prepare_queued = false;
     snprintf(e->name, sizeof e->name, "qg_%lu", ++sc->next_id);
     *out = e;
     return QG_OK;

@@ -75,10 +75,14 @@ static qg_status read_commit(qg_conn *c, qg_error *err)
         } else if (s == QG_OK && PQstatus(c->pg) == CONNECTION_OK &&
                    PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
             s = qgp_error_from_result(err, res);
-            /* NOTE: the session ended as COMMIT went out: whether it applied is unknown. */
+            /* NOTE: the session ended as COMMIT went out: whether it applied is unknown
+               (a FATAL can follow a durable commit, e.g. a cancelled wait for a
+               synchronous standby), unless the server ended the session for sitting
+               idle in its transaction (25P03), which is before COMMIT arrived. */
             if (qgp_result_fatal(res)) {
                 c->broken = true;
-                if (err)
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                if (err && strcmp(state, "25P03"))
                     err->outcome_unknown = true;
             }
         }

@@ -270,6 +270,10 @@ void qgh_cancel_destroy(struct qgh_cancel *cs);
 qg_status qgh_exec(struct qgh_cancel *cs, qg_conn *c, const char *sql, const qg_params *params,
                    const struct qg_exec_options *opt, qg_result **out,
                    qg_error *err) QG_MUSTCHECK;
+/* qg_exec_many, cancellable the same way. */
+qg_status qgh_exec_many(struct qgh_cancel *cs, qg_conn *c, size_t n, const char *const *sql,
+                        const qg_params *const *params, const struct qg_exec_options *opt,
+                        qg_result **out, qg_error *err) QG_MUSTCHECK;
 
 /* True when the peer of socket fd closed or shut down its side (no wait). */
 bool qgh_client_gone(int fd);

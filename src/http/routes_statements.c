@@ -9,7 +9,6 @@ struct run {
     const struct qgh_statement *st;
     struct qgh_cancel *cancel;
     struct qg_exec_options opt;
-    long max_bytes;        /* MAX_RESULT_BYTES, for RETURNING rows summed over a batch */
     bool collect;          /* /insert: keep RETURNING rows and the id */
     qg_result *res;        /* /query's result */
     long long affected;
@@ -53,11 +52,6 @@ static qg_status collect_rows(struct run *r, const qg_result *res, qg_error *err
     qg_buf_append(&r->rows, rows + 1, len - 2);
     if (r->rows.oom || !r->id)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory collecting RETURNING rows");
-    if (r->max_bytes > 0 && r->rows.len > (size_t)r->max_bytes)
-        return qg_error_set(err, QG_ERR_RESULT_TOO_LARGE,
-                            "the RETURNING rows of the batch exceed %ld bytes "
-                            "(MAX_RESULT_BYTES); send smaller batches or return fewer columns",
-                            r->max_bytes);
     return QG_OK;
 }
 
@@ -65,23 +59,31 @@ static qg_status run_writes(qg_conn *c, void *arg, qg_error *err)
 {
     struct run *r = arg;
     run_reset(r);
-    for (size_t i = 0; i < r->st->nsets; i++) {
-        qg_result *res = NULL;
-        r->opt.last = i + 1 == r->st->nsets; /* may take COMMIT along: nothing follows */
-        qg_status s = qgh_exec(r->cancel, c, r->st->sql, r->st->sets[i], &r->opt, &res, err);
-        if (s == QG_OK) {
-            r->affected += qg_result_affected_rows(res);
-            if (r->collect)
-                s = collect_rows(r, res, err);
-        }
-        qg_result_free(res);
-        if (s != QG_OK) {
-            if (r->st->batch && err)
-                err->statement_index = (int)i;
-            return s;
-        }
+    size_t n = r->st->nsets;
+    const char **sql = calloc(n, sizeof *sql);
+    qg_result **res = calloc(n, sizeof *res);
+    if (!sql || !res) {
+        free(sql);
+        free(res);
+        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory running the batch");
     }
-    return QG_OK;
+    for (size_t i = 0; i < n; i++)
+        sql[i] = r->st->sql;
+    /* The whole batch in one pipeline; the core caps the RETURNING rows' sum. */
+    qg_status s = qgh_exec_many(r->cancel, c, n, sql, (const qg_params *const *)r->st->sets,
+                                &r->opt, res, err);
+    if (s != QG_OK && !r->st->batch && err)
+        err->statement_index = -1;
+    for (size_t i = 0; i < n && s == QG_OK; i++) {
+        r->affected += qg_result_affected_rows(res[i]);
+        if (r->collect)
+            s = collect_rows(r, res[i], err);
+    }
+    for (size_t i = 0; i < n; i++)
+        qg_result_free(res[i]);
+    free(res);
+    free(sql);
+    return s;
 }
 
 static void answer_query(struct run *r, struct qgh_reply *rep)
@@ -127,10 +129,9 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         qgh_statement_free(&st);
         return;
     }
-    struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT,
-                    .max_bytes = ctx->cfg->max_result_bytes};
+    struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT};
     r.opt.numbers_as_strings = st.numbers_as_strings;
-    r.opt.last = kind == QUERY; /* one round trip: BEGIN, the statement and ROLLBACK */
+    r.opt.last = true; /* one round trip: BEGIN, the statement(s), ROLLBACK or COMMIT */
     struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);

@@ -8,12 +8,8 @@ struct tx_run {
     const struct qgh_tx_body *tx;
     struct qgh_cancel *cancel;
     struct qg_exec_options opt;
-    long max_bytes;
     qg_buf out; /* the results array's elements, comma-joined */
 };
-
-/* The most append_result adds around a result's rows: keys, command tag and counts. */
-enum { RESULT_FRAME = 128 };
 
 static void append_result(qg_buf *b, const qg_result *res)
 {
@@ -34,32 +30,31 @@ static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
 {
     struct tx_run *t = arg;
     qg_buf_free(&t->out);
-    for (size_t i = 0; i < t->tx->n; i++) {
-        qg_result *res = NULL;
-        /* The last statement may take ROLLBACK or COMMIT along; a COMMIT only comes
-           with no rows, so the size check below can then fail only on the frame. */
-        t->opt.last = i + 1 == t->tx->n &&
-                      (t->tx->opt.read_only || (long)t->out.len + RESULT_FRAME <= t->max_bytes);
-        qg_status s = qgh_exec(t->cancel, c, t->tx->stmts[i].sql, t->tx->stmts[i].params,
-                               &t->opt, &res, err);
-        if (s == QG_OK) {
-            append_result(&t->out, res);
-            if (t->out.oom)
-                s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the results");
-            else if (t->max_bytes > 0 && t->out.len > (size_t)t->max_bytes)
-                s = qg_error_set(err, QG_ERR_RESULT_TOO_LARGE,
-                                 "the results exceed %ld bytes (MAX_RESULT_BYTES); "
-                                 "return fewer rows or split the transaction",
-                                 t->max_bytes);
-        }
-        qg_result_free(res);
-        if (s != QG_OK) {
-            if (err)
-                err->statement_index = (int)i;
-            return s;
-        }
+    size_t n = t->tx->n;
+    const char **sql = calloc(n, sizeof *sql);
+    const qg_params **params = calloc(n, sizeof *params);
+    qg_result **res = calloc(n, sizeof *res);
+    qg_status s = QG_OK;
+    if (!sql || !params || !res)
+        s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory running the transaction");
+    for (size_t i = 0; i < n && s == QG_OK; i++) {
+        sql[i] = t->tx->stmts[i].sql;
+        params[i] = t->tx->stmts[i].params;
     }
-    return QG_OK;
+    /* All statements in one pipeline; the core caps the sum of their rows. */
+    if (s == QG_OK)
+        s = qgh_exec_many(t->cancel, c, n, sql, params, &t->opt, res, err);
+    for (size_t i = 0; i < n && s == QG_OK; i++) {
+        append_result(&t->out, res[i]);
+        if (t->out.oom)
+            s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the results");
+    }
+    for (size_t i = 0; res && i < n; i++)
+        qg_result_free(res[i]);
+    free(res);
+    free(params);
+    free(sql);
+    return s;
 }
 
 void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
@@ -73,8 +68,9 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
         qgh_tx_body_free(&tx);
         return;
     }
-    struct tx_run t = {.tx = &tx, .cancel = call->cancel, .max_bytes = ctx->cfg->max_result_bytes};
+    struct tx_run t = {.tx = &tx, .cancel = call->cancel};
     t.opt.numbers_as_strings = tx.numbers_as_strings;
+    t.opt.last = true;
     qg_buf_init(&t.out);
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);
