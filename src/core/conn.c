@@ -37,6 +37,16 @@ void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
     m->log_fn(m->log_arg, level, msg);
 }
 
+bool qgp_pipeline_end(PGconn *pg)
+{
+    if (PQstatus(pg) != CONNECTION_OK)
+        return false;
+    PGresult *sync = PQgetResult(pg);
+    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    return synced && PQexitPipelineMode(pg);
+}
+
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing)
 {
     if (c)

@@ -28,34 +28,44 @@ static qg_status server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res
 
 /*
  * A JSON array can be a json value or a PostgreSQL array; only the server knows
- * which type it inferred, so ask it (Parse + Describe of the unnamed statement).
+ * which type it inferred, so ask it: BEGIN if pending, Parse and Describe of the
+ * unnamed statement, in one round trip.
  */
 static qg_status choose_array_forms(qg_conn *c, const qgp_sql *ps, const char **vals,
                                     const struct qgp_value *v, qg_error *err)
 {
-    if (c->begin_pending) {
-        c->begin_pending = false;
-        qg_status s = qgp_conn_command(c, c->begin_sql, err);
-        if (s != QG_OK)
-            return s;
-    }
-    PGresult *r = PQprepare(c->pg, "", ps->text, ps->nparams, NULL);
+    PGconn *pg = c->pg;
+    bool begin = c->begin_pending;
+    c->begin_pending = false;
+    if (!PQenterPipelineMode(pg) ||
+        (begin && !PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0)) ||
+        !PQsendPrepare(pg, "", ps->text, ps->nparams, NULL) || !PQsendDescribePrepared(pg, "") ||
+        !PQpipelineSync(pg))
+        return qgp_conn_lost(c, err, "preparing the statement");
     qg_status s = QG_OK;
-    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
-        s = server_error(c, ps, r, err, "preparing the statement");
-    PQclear(r);
-    if (s != QG_OK)
-        return s;
-    PGresult *d = PQdescribePrepared(c->pg, "");
-    if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
-        PQclear(d);
-        return qgp_conn_lost(c, err, "describing the statement");
+    PGresult *described = NULL;
+    for (int part = begin ? 0 : 1; part < 3 && PQstatus(pg) == CONNECTION_OK; part++) {
+        PGresult *res;
+        while ((res = PQgetResult(pg)) != NULL) {
+            ExecStatusType st = PQresultStatus(res);
+            if (st == PGRES_COMMAND_OK && part == 2 && !described) {
+                described = res;
+                continue;
+            }
+            if (st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED && s == QG_OK)
+                s = server_error(c, ps, res, err, "preparing the statement");
+            PQclear(res);
+        }
     }
-    for (int i = 0; i < ps->nparams; i++)
-        if (v[i].is_array && v[i].pg_array && !wants_json_text(PQparamtype(d, i)))
+    if (!qgp_pipeline_end(pg) && s == QG_OK)
+        s = qgp_conn_lost(c, err, "describing the statement");
+    if (s == QG_OK && !described)
+        s = qgp_conn_lost(c, err, "describing the statement");
+    for (int i = 0; s == QG_OK && i < ps->nparams; i++)
+        if (v[i].is_array && v[i].pg_array && !wants_json_text(PQparamtype(described, i)))
             vals[i] = v[i].pg_array;
-    PQclear(d);
-    return QG_OK;
+    PQclear(described);
+    return s;
 }
 
 /* What the reader has seen so far of one statement's results. */
@@ -272,13 +282,8 @@ static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struc
         if (PQstatus(pg) != CONNECTION_OK)
             break;
     }
-    if (PQstatus(pg) == CONNECTION_OK) {
-        PGresult *sync = PQgetResult(pg);
-        bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-        PQclear(sync);
-        if (synced && PQexitPipelineMode(pg))
-            return s;
-    }
+    if (qgp_pipeline_end(pg))
+        return s;
     if (s == QG_OK)
         s = qgp_conn_lost(c, err, "reading the result");
     c->broken = true;

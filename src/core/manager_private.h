@@ -135,6 +135,8 @@ qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 /* Resets what a caller may have changed in the session (SET, roles, LISTEN,
    temp tables, prepared statements, advisory locks); false if it failed. */
 bool qgp_conn_reset(qg_conn *c);
+/* Reads the sync that ends a pipeline and leaves pipeline mode; false if the connection failed. */
+bool qgp_pipeline_end(PGconn *pg);
 /* tx.c: queue COMMIT and the session reset on c in pipeline mode; read their results
    (a lost connection or a fatal error at COMMIT sets err->outcome_unknown). */
 bool qgp_commit_send(qg_conn *c);

@@ -126,10 +126,7 @@ static qg_status commit(qg_conn *c, qg_error *err)
         return s;
     }
     qg_status s = qgp_commit_read(c, err);
-    PGresult *sync = PQgetResult(c->pg);
-    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    PQclear(sync);
-    if (!synced || !PQexitPipelineMode(c->pg))
+    if (!qgp_pipeline_end(c->pg))
         c->broken = true;
     return s;
 }
