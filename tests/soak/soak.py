@@ -3,7 +3,7 @@
 
 Not part of the default suite (ctest does not look in tests/soak). Starts its own
 querygate ($QG_BINARY) against $QG_TEST_DATABASE_URL, sends --requests mixed requests
-(query, insert, update, transaction, health, pool) from --threads keep-alive clients,
+(query, insert, update, batch insert, transaction, health, pool) from --threads keep-alive clients,
 and samples every second the service's resident memory, open file descriptors and
 threads (/proc) and its database connections (pg_stat_activity, through
 $QG_TEST_ADMIN_URL, by an application_name of its own). Prints one row per second,
@@ -44,9 +44,13 @@ def request_for(rng):
         return "POST", "/insert", {"sql": "INSERT INTO %s_log (k, note) VALUES (:k, :n) "
                                           "RETURNING id" % T,
                                    "params": {"k": k, "n": "soak %d" % rng.randrange(10**9)}}
-    if x < 0.75:
+    if x < 0.70:
         return "POST", "/update", {"sql": "UPDATE %s SET v = v + 1 WHERE k = :k" % T,
                                    "params": {"k": k}}
+    if x < 0.75:
+        return "POST", "/insert", {"sql": "INSERT INTO %s_log (k, note) VALUES (:k, :n)" % T,
+                                   "params": [{"k": (k + i) % KEYS, "n": "batch"}
+                                              for i in range(rng.randrange(1, 20))]}
     if x < 0.90:
         return "POST", "/transaction", {"statements": [
             {"sql": "UPDATE %s SET v = v + 1, note = :n WHERE k = :k" % T,
