@@ -149,9 +149,16 @@ def test_tls(s):
     try:
         p, port, cert, key = tls_server(tmp)
         tls = {"TLS_CERT_FILE": cert, "TLS_KEY_FILE": key}
-        # A self-signed certificate: the probe speaks TLS without verifying its own service.
+        # A self-signed certificate: the probe pins the one in TLS_CERT_FILE, no CA needed.
         rc, err, _ = probe(["--port", str(port)], **tls)
         check(rc == 0, (rc, err))
+        # Another service on the port, with another certificate, is not ours.
+        other = os.path.join(tmp, "other.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=probe-test", "-keyout", os.path.join(tmp, "ok.pem"),
+                        "-out", other], check=True, capture_output=True)
+        rc, err, _ = probe(["--port", str(port)], TLS_CERT_FILE=other, TLS_KEY_FILE=key)
+        check(rc == 1 and "not the one in TLS_CERT_FILE" in err, (rc, err))
         # Plain HTTP to a TLS port, and TLS to a plain HTTP port, both fail.
         rc, err, _ = probe(["--port", str(port)])
         check(rc == 1, (rc, err))
