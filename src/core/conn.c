@@ -37,6 +37,17 @@ void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
     m->log_fn(m->log_arg, level, msg);
 }
 
+bool qgp_send_command(PGconn *pg, const char *sql)
+{
+    return PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+bool qgp_stale_plan(const qg_error *e)
+{
+    return !strcmp(e->sqlstate, "26000") ||
+           (!strcmp(e->sqlstate, "0A000") && strstr(e->message, "cached plan"));
+}
+
 bool qgp_pipeline_end(PGconn *pg)
 {
     if (PQstatus(pg) != CONNECTION_OK)

@@ -38,7 +38,7 @@ static qg_status choose_array_forms(qg_conn *c, const qgp_sql *ps, const char **
     bool begin = c->begin_pending;
     c->begin_pending = false;
     if (!PQenterPipelineMode(pg) ||
-        (begin && !PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0)) ||
+        (begin && !qgp_send_command(pg, c->begin_sql)) ||
         !PQsendPrepare(pg, "", ps->text, ps->nparams, NULL) || !PQsendDescribePrepared(pg, "") ||
         !PQpipelineSync(pg))
         return qgp_conn_lost(c, err, "preparing the statement");
@@ -211,7 +211,7 @@ static bool send_part(qg_conn *c, const struct part *p)
     const qgp_sql *ps = p->it ? p->it->st->parsed : NULL;
     switch (p->kind) {
     case PART_BEGIN:
-        return PQsendQueryParams(pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0);
+        return qgp_send_command(pg, c->begin_sql);
     case PART_PREPARE:
         return PQsendPrepare(pg, p->it->name, ps->text, ps->nparams, NULL);
     case PART_STATEMENT:
@@ -219,7 +219,7 @@ static bool send_part(qg_conn *c, const struct part *p)
                    ? PQsendQueryPrepared(pg, p->it->name, ps->nparams, p->it->vals, NULL, NULL, 0)
                    : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, p->it->vals, NULL, NULL, 0);
     case PART_ROLLBACK:
-        return PQsendQueryParams(pg, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+        return qgp_send_command(pg, "ROLLBACK");
     case PART_COMMIT:
         return qgp_commit_send(c);
     }
@@ -298,8 +298,7 @@ static void note_stale_plan(qg_conn *c, struct qgp_stmt *st, const qg_error *err
 {
     if (!err || !st->prepared)
         return;
-    if (!strcmp(err->sqlstate, "26000") ||
-        (!strcmp(err->sqlstate, "0A000") && strstr(err->message, "cached plan")))
+    if (qgp_stale_plan(err))
         c->needs_reset = true; /* DEALLOCATE ALL; the transaction may run again */
 }
 

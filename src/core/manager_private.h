@@ -135,8 +135,12 @@ qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 /* Resets what a caller may have changed in the session (SET, roles, LISTEN,
    temp tables, prepared statements, advisory locks); false if it failed. */
 bool qgp_conn_reset(qg_conn *c);
+/* Queues a command without parameters on pg, which is in pipeline mode. */
+bool qgp_send_command(PGconn *pg, const char *sql);
 /* Reads the sync that ends a pipeline and leaves pipeline mode; false if the connection failed. */
 bool qgp_pipeline_end(PGconn *pg);
+/* Our own prepared statement went stale (DDL, a reset): running again is safe. */
+bool qgp_stale_plan(const qg_error *e);
 /* tx.c: queue COMMIT and the session reset on c in pipeline mode; read their results
    (a lost connection or a fatal error at COMMIT sets err->outcome_unknown). */
 bool qgp_commit_send(qg_conn *c);

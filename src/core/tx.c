@@ -45,16 +45,11 @@ static const char *const reset_sql[] = {
     "SELECT pg_advisory_unlock_all()", "DISCARD TEMP",
 };
 
-static bool send_command(PGconn *pg, const char *sql)
-{
-    return PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
-}
-
 bool qgp_commit_send(qg_conn *c)
 {
-    bool ok = send_command(c->pg, "COMMIT");
+    bool ok = qgp_send_command(c->pg, "COMMIT");
     for (size_t i = 0; ok && i < sizeof reset_sql / sizeof *reset_sql; i++)
-        ok = send_command(c->pg, reset_sql[i]);
+        ok = qgp_send_command(c->pg, reset_sql[i]);
     return ok;
 }
 
@@ -166,13 +161,6 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     return s == QG_OK ? e : s;
 }
 
-/* Our own prepared statement went stale (DDL, a reset): running again is safe. */
-static bool stale_plan(const qg_error *e)
-{
-    return !strcmp(e->sqlstate, "26000") ||
-           (!strcmp(e->sqlstate, "0A000") && strstr(e->message, "cached plan"));
-}
-
 qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_fn fn,
                          void *arg, qg_error *err)
 {
@@ -184,7 +172,7 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     for (int n = 0;; n++) {
         qg_error_clear(&e);
         s = attempt(m, opt, fn, arg, &e);
-        if (s == QG_OK || n >= m->cfg->retries || !(qg_error_retryable(&e) || stale_plan(&e)))
+        if (s == QG_OK || n >= m->cfg->retries || !(qg_error_retryable(&e) || qgp_stale_plan(&e)))
             break;
         atomic_fetch_add(&m->retries, 1);
         qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", n + 2,
