@@ -20,6 +20,8 @@ typedef enum qg_status {
     QG_ERR_MISSING_PARAMETER,   /* :name in the SQL, absent from params */
     QG_ERR_UNKNOWN_PARAMETER,   /* key in params the SQL does not use */
     QG_ERR_MULTIPLE_STATEMENTS, /* more than one statement in one sql string */
+    QG_ERR_TRANSACTION_CONTROL, /* BEGIN, COMMIT, SAVEPOINT...: the service owns the transaction */
+    QG_ERR_UNSUPPORTED_STATEMENT, /* COPY: not spoken over this API */
     QG_ERR_SQL,                 /* the server rejected the statement (22, 42, ...) */
     QG_ERR_FORBIDDEN,           /* 42501 insufficient privilege */
     QG_ERR_READ_ONLY,           /* 25006 write in a read-only transaction */

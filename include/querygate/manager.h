@@ -7,6 +7,7 @@
 #define QUERYGATE_MANAGER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "querygate/config.h"
 #include "querygate/error.h"
 #include "querygate/params.h"
@@ -132,6 +133,10 @@ enum qg_isolation {
 struct qg_tx_options {
     enum qg_isolation isolation;
     bool read_only;
+    /* Who asks (an API key's id, say; 0 for one anonymous caller). Requests of
+       different callers never share server-side prepared statements, which
+       pg_prepared_statements would show them, SQL text included. */
+    uint64_t caller;
 };
 
 typedef qg_status (*qg_tx_fn)(qg_conn *c, void *arg, qg_error *err);
@@ -144,6 +149,11 @@ typedef qg_status (*qg_tx_fn)(qg_conn *c, void *arg, qg_error *err);
  * 40001/40P01, up to DB_RETRIES times with backoff. A connection lost during
  * the COMMIT of a read-write transaction is never retried: QG_ERR_DB_UNAVAILABLE
  * with err->outcome_unknown set. opt may be NULL (read-write, default isolation).
+ * Statements that control the transaction (BEGIN, COMMIT, SAVEPOINT, SET
+ * TRANSACTION...) are refused with QG_ERR_TRANSACTION_CONTROL, COPY with
+ * QG_ERR_UNSUPPORTED_STATEMENT. Before the connection goes back, the session is
+ * reset to what DISCARD ALL gives (but for the service's own prepared
+ * statements); a connection that cannot be reset is closed.
  */
 qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_fn fn,
                          void *arg, qg_error *err) QG_MUSTCHECK;

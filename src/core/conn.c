@@ -61,7 +61,7 @@ bool qgp_pipeline_end(PGconn *pg)
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing)
 {
     if (c)
-        c->broken = true;
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
     const char *why = c && c->pg ? PQerrorMessage(c->pg) : "no connection";
     qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
                                "the database connection failed while %s: %.300s", doing, why);
@@ -184,7 +184,7 @@ void qg_conn_cancel(qg_conn *c)
 
 bool qgp_conn_alive(qg_conn *c)
 {
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
+    if (c->state != QGP_CONN_IDLE || PQstatus(c->pg) != CONNECTION_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return false;
     /* An idle connection has nothing to say. Readable means the server spoke
@@ -194,22 +194,47 @@ bool qgp_conn_alive(qg_conn *c)
     return p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
-/*
- * DISCARD ALL would do, but it cannot run in a multi-statement string, and
- * RESET ALL returns the startup options (statement_timeout, TimeZone...) to
- * the values the connection was opened with, as wanted.
- */
-bool qgp_conn_reset(qg_conn *c)
+void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to)
 {
-    static const char reset[] =
-        "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; "
-        "DEALLOCATE ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP";
-    qgp_stmt_cache_forget_prepared(&c->stmts);
-    c->needs_reset = false;
-    if (qgp_conn_command(c, reset, NULL) != QG_OK) {
-        c->broken = true;
+    if (c->state == QGP_CONN_BROKEN)
+        return;
+    c->state = to;
+}
+
+/*
+ * NOTE: RESET ALL (in the reset) returns the startup options (statement_timeout,
+ * TimeZone...) to the values the connection was opened with, as wanted.
+ */
+bool qgp_conn_clean(qg_conn *c)
+{
+    PGconn *pg = c->pg;
+    PGTransactionStatusType ts = PQtransactionStatus(pg);
+    if (qgp_conn_broken(c) || PQstatus(pg) != CONNECTION_OK ||
+        PQpipelineStatus(pg) != PQ_PIPELINE_OFF || ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
         return false;
     }
+    enum qgp_end end = ts == PQTRANS_IDLE ? QGP_END_NONE : QGP_END_ROLLBACK;
+    bool drop = c->drop_prepared, committed;
+    c->tx_read_only = false; /* whatever ran, undo all of it */
+    if (!PQenterPipelineMode(pg) || (drop && !qgp_send_command(pg, "DEALLOCATE ALL")) ||
+        !qgp_end_send(c, end) || !PQpipelineSync(pg)) {
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
+        return false;
+    }
+    PGresult *res;
+    bool ok = true;
+    while (drop && (res = PQgetResult(pg)) != NULL) {
+        ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
+    (void)qgp_end_read(c, end, &committed, NULL);
+    if (!qgp_pipeline_end(pg) || !ok || c->state != QGP_CONN_ENDED) {
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
+        return false;
+    }
+    c->drop_prepared = false;
+    qgp_conn_set_state(c, QGP_CONN_IDLE);
     return true;
 }
 
@@ -266,7 +291,7 @@ qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err)
     else
         s = qgp_error_from_result(err, res);
     if (qgp_result_fatal(res))
-        c->broken = true;
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
     PQclear(res);
     return s;
 }

@@ -24,8 +24,16 @@ bool qgp_json_pg_array(const json_t *arr, char **out, size_t *len);
 
 /* ---- params.c: :name -> $n, by PostgreSQL's lexical rules --------------- */
 
+/* What a statement is, where the service must treat it apart. */
+enum qgp_sql_kind {
+    QGP_SQL_PLAIN,
+    QGP_SQL_TRANSACTION_CONTROL, /* BEGIN, COMMIT, SAVEPOINT, SET TRANSACTION, ... */
+    QGP_SQL_COPY,                /* COPY: the copy protocol is not spoken here */
+};
+
 typedef struct qgp_sql {
     char *text;     /* the rewritten statement, NUL-terminated */
+    enum qgp_sql_kind kind;
     size_t len;
     int nparams;    /* distinct names; $1 is names[0] */
     char **names;
@@ -123,7 +131,8 @@ typedef struct qgp_conninfo {
  */
 qg_status qgp_conninfo_new(const struct qg_config *cfg, bool startup_options,
                            qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
-/* The same, logging in as role (user=role, without the URL's password). */
+/* The same, logging in as role (user=role, without the URL's password). role is
+   borrowed, not copied: it must outlive *out. */
 qg_status qgp_conninfo_new_as(const struct qg_config *cfg, bool startup_options, const char *role,
                               qgp_conninfo **out, qg_error *err) QG_MUSTCHECK;
 void qgp_conninfo_free(qgp_conninfo *ci);

@@ -15,6 +15,8 @@ const char *qg_status_code(qg_status s)
     case QG_ERR_MISSING_PARAMETER: return "missing_parameter";
     case QG_ERR_UNKNOWN_PARAMETER: return "unknown_parameter";
     case QG_ERR_MULTIPLE_STATEMENTS: return "multiple_statements";
+    case QG_ERR_TRANSACTION_CONTROL: return "transaction_control";
+    case QG_ERR_UNSUPPORTED_STATEMENT: return "unsupported_statement";
     case QG_ERR_SQL: return "sql_error";
     case QG_ERR_FORBIDDEN: return "forbidden";
     case QG_ERR_READ_ONLY: return "read_only";

@@ -19,36 +19,82 @@ static qg_status server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res
     if (PQstatus(c->pg) != CONNECTION_OK || !res || !PQresultErrorField(res, PG_DIAG_SQLSTATE))
         return qgp_conn_lost(c, err, doing);
     if (qgp_result_fatal(res))
-        c->broken = true;
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
     qg_status s = qgp_error_from_result(err, res);
     if (err && err->position && ps)
         err->position = qgp_sql_map_position(ps, err->position);
     return s;
 }
 
+/* Inside a transaction scope of qg_transaction(); outside it a library caller that
+   checked a connection out runs its own transactions. */
+static bool in_scope(const qg_conn *c)
+{
+    return c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_IN_TX;
+}
+
+static qg_status refuse_transaction_control(qg_error *err)
+{
+    return qg_error_set(err, QG_ERR_TRANSACTION_CONTROL,
+                        "the statement controls the transaction (BEGIN, COMMIT, ROLLBACK, "
+                        "SAVEPOINT, SET TRANSACTION...); the service runs each request in its "
+                        "own transaction: send the statements alone (several at once through "
+                        "/transaction, with its isolation and read_only options)");
+}
+
+static qg_status refuse_copy(qg_error *err)
+{
+    return qg_error_set(err, QG_ERR_UNSUPPORTED_STATEMENT,
+                        "COPY is not supported over this API; read with SELECT and write "
+                        "with INSERT (a batch: params as an array)");
+}
+
+/*
+ * What must run before a pipeline's statements: DEALLOCATE ALL when the server
+ * holds prepared statements the cache forgot, BEGIN when it waits. Returns how
+ * many commands were queued, or -1 when sending failed. Statements sent outside
+ * a transaction scope of ours leave the session for qg_checkin to clean.
+ */
+static int send_prologue(qg_conn *c)
+{
+    int n = 0;
+    if (c->drop_prepared) {
+        c->drop_prepared = false;
+        if (!qgp_send_command(c->pg, "DEALLOCATE ALL"))
+            return -1;
+        n++;
+    }
+    if (c->state == QGP_CONN_BEGIN) {
+        qgp_conn_set_state(c, QGP_CONN_IN_TX);
+        if (!qgp_send_command(c->pg, c->begin_sql))
+            return -1;
+        n++;
+    } else if (c->state == QGP_CONN_IDLE) {
+        qgp_conn_set_state(c, QGP_CONN_DIRTY);
+    }
+    return n;
+}
+
 /*
  * A JSON array can be a json value or a PostgreSQL array; only the server knows
- * which type it inferred, so ask it: BEGIN if pending, Parse and Describe of the
+ * which type it inferred, so ask it: the prologue, Parse and Describe of the
  * unnamed statement, in one round trip.
  */
 static qg_status choose_array_forms(qg_conn *c, const qgp_sql *ps, const char **vals,
                                     const struct qgp_value *v, qg_error *err)
 {
     PGconn *pg = c->pg;
-    bool begin = c->begin_pending;
-    c->begin_pending = false;
-    if (!PQenterPipelineMode(pg) ||
-        (begin && !qgp_send_command(pg, c->begin_sql)) ||
-        !PQsendPrepare(pg, "", ps->text, ps->nparams, NULL) || !PQsendDescribePrepared(pg, "") ||
-        !PQpipelineSync(pg))
+    int prologue = PQenterPipelineMode(pg) ? send_prologue(c) : -1;
+    if (prologue < 0 || !PQsendPrepare(pg, "", ps->text, ps->nparams, NULL) ||
+        !PQsendDescribePrepared(pg, "") || !PQpipelineSync(pg))
         return qgp_conn_lost(c, err, "preparing the statement");
     qg_status s = QG_OK;
     PGresult *described = NULL;
-    for (int part = begin ? 0 : 1; part < 3 && PQstatus(pg) == CONNECTION_OK; part++) {
+    for (int part = 0; part < prologue + 2 && PQstatus(pg) == CONNECTION_OK; part++) {
         PGresult *res;
         while ((res = PQgetResult(pg)) != NULL) {
             ExecStatusType st = PQresultStatus(res);
-            if (st == PGRES_COMMAND_OK && part == 2 && !described) {
+            if (st == PGRES_COMMAND_OK && part == prologue + 1 && !described) {
                 described = res;
                 continue;
             }
@@ -119,9 +165,28 @@ static void take_row(struct reader *rd, const PGresult *res)
     }
 }
 
-static void take_command(struct reader *rd, const PGresult *res)
+/*
+ * NOTE: the backstop behind the keyword check (qgp_sql.kind): the server's own
+ * command tag says what ran, whatever spelling got it there.
+ */
+static bool ends_transactions(const char *tag)
+{
+    static const char *const tags[] = {"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK",
+                                       "SAVEPOINT", "RELEASE", "PREPARE TRANSACTION",
+                                       "COMMIT PREPARED", "ROLLBACK PREPARED"};
+    for (size_t i = 0; i < sizeof tags / sizeof *tags; i++)
+        if (!strcmp(tag, tags[i]))
+            return true;
+    return false;
+}
+
+static qg_status take_command(struct reader *rd, const PGresult *res, qg_error *err)
 {
     const char *tag = PQcmdStatus((PGresult *)res);
+    if (ends_transactions(tag) && in_scope(rd->c)) {
+        qgp_conn_set_state(rd->c, QGP_CONN_BROKEN);
+        return refuse_transaction_control(err);
+    }
     size_t n = strcspn(tag, " ");
     if (n >= sizeof rd->out->command)
         n = sizeof rd->out->command - 1;
@@ -131,6 +196,7 @@ static void take_command(struct reader *rd, const PGresult *res)
     rd->out->affected = *tuples ? atoll(tuples) : rd->nrows;
     if (!rd->keys && PQresultStatus(res) == PGRES_TUPLES_OK)
         start_rows(rd, res);
+    return QG_OK;
 }
 
 /* One result of the caller's statement. */
@@ -142,11 +208,18 @@ static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *e
         return QG_OK;
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK:
-        take_command(rd, res);
-        return QG_OK;
+        return take_command(rd, res, err);
     case PGRES_EMPTY_QUERY:
     case PGRES_PIPELINE_ABORTED:
         return QG_OK;
+    case PGRES_COPY_IN:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_BOTH:
+        /* libpq repeats this answer until the copy ends: drop the connection instead. */
+        qgp_conn_set_state(rd->c, QGP_CONN_BROKEN);
+        return refuse_copy(err);
+    case PGRES_BAD_RESPONSE:
+    case PGRES_FATAL_ERROR:
     default: {
         const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (rd->too_large && st && !strcmp(st, "57014"))
@@ -198,54 +271,62 @@ struct item {
 };
 
 /* A pipeline's parts, in the order they were sent. */
-enum part_kind { PART_BEGIN, PART_PREPARE, PART_STATEMENT, PART_ROLLBACK, PART_COMMIT };
+enum part_kind { PART_PROLOGUE, PART_PREPARE, PART_STATEMENT, PART_END };
 
 struct part {
     enum part_kind kind;
     struct item *it; /* for PREPARE and STATEMENT */
 };
 
-static bool send_part(qg_conn *c, const struct part *p)
+static bool send_part(qg_conn *c, const struct part *p, enum qgp_end end)
 {
     PGconn *pg = c->pg;
     const qgp_sql *ps = p->it ? p->it->st->parsed : NULL;
     switch (p->kind) {
-    case PART_BEGIN:
-        return qgp_send_command(pg, c->begin_sql);
+    case PART_PROLOGUE:
+        return true; /* sent by send_prologue */
     case PART_PREPARE:
         return PQsendPrepare(pg, p->it->name, ps->text, ps->nparams, NULL);
     case PART_STATEMENT:
         return p->it->name
                    ? PQsendQueryPrepared(pg, p->it->name, ps->nparams, p->it->vals, NULL, NULL, 0)
                    : PQsendQueryParams(pg, ps->text, ps->nparams, NULL, p->it->vals, NULL, NULL, 0);
-    case PART_ROLLBACK:
-        return qgp_send_command(pg, "ROLLBACK");
-    case PART_COMMIT:
-        return qgp_commit_send(c);
+    case PART_END:
+        return qgp_end_send(c, end);
     }
     return false;
 }
 
+/* True for an answer that PQgetResult would repeat forever (a COPY). */
+static bool endless(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
 /*
  * Reads every part's results up to the sync; the first error wins and *failed
- * names its statement. With COMMIT in the pipeline, a connection lost without
- * the server refusing an earlier part leaves the outcome unknown: the server
- * may have committed, and a reset connection loses the answers still in flight.
+ * names its statement. With COMMIT in the pipeline, a connection lost before
+ * COMMIT's answer arrived, without the server refusing an earlier part, leaves
+ * the outcome unknown: the server may have committed, and a reset connection
+ * loses the answers still in flight. Once COMMIT's success is read, the write
+ * stands whatever happens to the connection afterwards.
  */
-static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struct item **failed,
-                            qg_error *err)
+static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, enum qgp_end end,
+                            struct item **failed, qg_error *err)
 {
     PGconn *pg = c->pg;
     qg_status s = QG_OK;
-    bool refused = false; /* the server answered a part before COMMIT with an error */
-    size_t earlier = 0;   /* rows JSON of this pipeline's earlier statements */
+    bool refused = false;   /* the server answered a part before COMMIT with an error */
+    bool committed = false; /* COMMIT's success was read */
+    size_t earlier = 0;     /* rows JSON of this pipeline's earlier statements */
     for (size_t i = 0; i < nparts; i++) {
         struct part *p = &parts[i];
-        if (p->kind == PART_COMMIT) {
-            /* After a failed part COMMIT did not run; its results only need reading. */
+        if (p->kind == PART_END) {
+            /* After a failed part the end did not run; its results only need reading. */
             qg_error ignored;
             qg_error_clear(&ignored);
-            qg_status r = qgp_commit_read(c, s == QG_OK ? err : &ignored);
+            qg_status r = qgp_end_read(c, end, &committed, s == QG_OK ? err : &ignored);
             if (s == QG_OK)
                 s = r;
             break;
@@ -271,7 +352,10 @@ static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struc
                 s = r;
                 *failed = p->it;
             }
+            bool stop = endless(res);
             PQclear(res);
+            if (stop)
+                goto lost; /* the connection is broken; nothing more can be read */
         }
         if (s == QG_OK && rd && rd->too_large) {
             s = too_large(rd, err);
@@ -284,11 +368,13 @@ static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struc
     }
     if (qgp_pipeline_end(pg))
         return s;
+lost:
+    qgp_conn_set_state(c, QGP_CONN_BROKEN);
+    if (committed)
+        return s;
     if (s == QG_OK)
         s = qgp_conn_lost(c, err, "reading the result");
-    c->broken = true;
-    if (parts[nparts - 1].kind == PART_COMMIT && !refused && err &&
-        err->status == QG_ERR_DB_UNAVAILABLE)
+    if (end == QGP_END_COMMIT && !refused && err && err->status == QG_ERR_DB_UNAVAILABLE)
         err->outcome_unknown = true;
     return s;
 }
@@ -296,10 +382,11 @@ static qg_status read_parts(qg_conn *c, struct part *parts, size_t nparts, struc
 /* A plan that failed because the server dropped or outdated our prepared statement. */
 static void note_stale_plan(qg_conn *c, struct qgp_stmt *st, const qg_error *err)
 {
-    if (!err || !st->prepared)
+    if (!err || !st->prepared || !qgp_stale_plan(err))
         return;
-    if (qgp_stale_plan(err))
-        c->needs_reset = true; /* DEALLOCATE ALL; the transaction may run again */
+    /* The transaction may run again: with every statement prepared anew. */
+    if (qgp_stmt_cache_forget_prepared(&c->stmts))
+        c->drop_prepared = true;
 }
 
 /* Which server-side statement an item runs, and whether it must be prepared first. */
@@ -319,45 +406,42 @@ static void choose_name(qg_conn *c, struct item *it)
     }
 }
 
-enum end { END_NONE, END_ROLLBACK, END_COMMIT };
-
-/* One round trip: BEGIN if pending, the items (each prepared first where chosen), the end. */
-static qg_status run_pipeline(qg_conn *c, struct item *items, size_t n, enum end end,
+/* One round trip: the prologue, the items (each prepared first where chosen), the end. */
+static qg_status run_pipeline(qg_conn *c, struct item *items, size_t n, enum qgp_end end,
                               struct item **failed, qg_error *err)
 {
     struct part small[20];
-    size_t max = 2 * n + 2, np = 0;
+    size_t max = 2 * n + 3, np = 0;
     struct part *parts = max <= 20 ? small : calloc(max, sizeof *parts);
     if (!parts)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory planning the statements");
-    if (c->begin_pending)
-        parts[np++] = (struct part){PART_BEGIN, NULL};
-    c->begin_pending = false;
+    bool sent = PQenterPipelineMode(c->pg);
+    int prologue = sent ? send_prologue(c) : -1;
+    sent = prologue >= 0;
+    for (int i = 0; i < prologue; i++)
+        parts[np++] = (struct part){PART_PROLOGUE, NULL};
     for (size_t i = 0; i < n; i++) {
         choose_name(c, &items[i]);
         if (items[i].prepare)
             parts[np++] = (struct part){PART_PREPARE, &items[i]};
         parts[np++] = (struct part){PART_STATEMENT, &items[i]};
     }
-    if (end != END_NONE)
-        parts[np++] = (struct part){end == END_COMMIT ? PART_COMMIT : PART_ROLLBACK, NULL};
-    bool sent = PQenterPipelineMode(c->pg);
+    if (end != QGP_END_NONE)
+        parts[np++] = (struct part){PART_END, NULL};
     for (size_t i = 0; sent && i < np; i++)
-        sent = send_part(c, &parts[i]);
+        sent = send_part(c, &parts[i], end);
     qg_status s;
     if (!sent || !PQpipelineSync(c->pg)) {
         s = qgp_conn_lost(c, err, "sending the statement");
-        if (err && end == END_COMMIT)
+        if (err && end == QGP_END_COMMIT)
             err->outcome_unknown = true; /* part of it may have gone out */
     } else {
-        s = read_parts(c, parts, np, failed, err);
+        s = read_parts(c, parts, np, end, failed, err);
     }
     for (size_t i = 0; i < n; i++) {
         items[i].st->prepared |= items[i].prepared;
         items[i].st->prepare_queued = false;
     }
-    if (s == QG_OK && end != END_NONE)
-        c->tx_ended = true;
     if (s != QG_OK && *failed)
         note_stale_plan(c, (*failed)->st, err);
     if (parts != small)
@@ -372,16 +456,16 @@ static qg_status run_pipeline(qg_conn *c, struct item *items, size_t n, enum end
  * arrive, after the server ran the statement, and a COMMIT already sent would
  * stand even when the cap then failed the request.
  */
-static enum end choose_end(const qg_conn *c, const struct item *items, size_t n, bool last)
+static enum qgp_end choose_end(const qg_conn *c, const struct item *items, size_t n, bool last)
 {
-    if (!last)
-        return END_NONE;
+    if (!last || (c->state != QGP_CONN_BEGIN && c->state != QGP_CONN_IN_TX))
+        return QGP_END_NONE;
     if (c->tx_read_only)
-        return END_ROLLBACK;
+        return QGP_END_ROLLBACK;
     for (size_t i = 0; i < n; i++)
         if (!items[i].st->rowless)
-            return END_NONE;
-    return END_COMMIT;
+            return QGP_END_NONE;
+    return QGP_END_COMMIT;
 }
 
 /* Looks up sql in the statement cache and binds params into it. */
@@ -398,9 +482,11 @@ static qg_status bind_item(qg_conn *c, struct item *it, const char *sql, const q
         if ((s = qgp_conn_command(c, sql_dealloc, err)) != QG_OK)
             return s;
     }
-    if (it->st->session_risk)
-        c->needs_reset = true;
     const qgp_sql *ps = it->st->parsed;
+    if (ps->kind == QGP_SQL_TRANSACTION_CONTROL && in_scope(c))
+        return refuse_transaction_control(err);
+    if (ps->kind == QGP_SQL_COPY)
+        return refuse_copy(err);
     it->v = it->small_v;
     it->vals = it->small_vals;
     if (ps->nparams > 8) {
@@ -523,9 +609,9 @@ static qg_status exec_list(qg_conn *c, size_t n, const char *const *sql,
     for (size_t i = 0; i < n; i++)
         if (!sql[i])
             return qg_error_set(err, QG_ERR_INVALID_REQUEST, "statement %zu has no SQL text", i);
-    if (c->broken)
+    if (qgp_conn_broken(c))
         return qgp_conn_lost(c, err, "starting the statement");
-    if (c->tx_ended)
+    if (c->state == QGP_CONN_ENDED)
         return qg_error_set(err, QG_ERR_INTERNAL,
                             "a statement after the one marked last in its transaction");
     qg_status s = QG_OK;

@@ -24,11 +24,15 @@ static qg_status create(const struct qg_config *cfg, const char *role, qg_manage
     if (!m)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
     m->cfg = cfg;
-    qg_status s = qgp_conninfo_new_as(cfg, true, role, &m->ci_options, err);
-    if (s == QG_OK)
-        s = qgp_conninfo_new_as(cfg, false, role, &m->ci_plain, err);
-    if (s == QG_OK && role && !(m->role = strdup(role)))
+    /* NOTE: the connection parameters point at m->role: the manager owns its strings,
+       the caller's may be gone before the pool opens its next connection. */
+    qg_status s = QG_OK;
+    if (role && !(m->role = strdup(role)))
         s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
+    if (s == QG_OK)
+        s = qgp_conninfo_new_as(cfg, true, m->role, &m->ci_options, err);
+    if (s == QG_OK)
+        s = qgp_conninfo_new_as(cfg, false, m->role, &m->ci_plain, err);
     if (s == QG_OK && !(m->session_sql = qgp_session_settings_sql(cfg)))
         s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory creating the manager");
     if (s != QG_OK) {

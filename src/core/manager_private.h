@@ -16,7 +16,6 @@ struct qgp_stmt {
     unsigned long last_use;
     unsigned uses;
     bool prepared;       /* exists on the server under name */
-    bool session_risk;   /* may leave state behind that ROLLBACK does not undo */
     bool rowless;        /* ran here before and returned no rows: a write may take
                             COMMIT along, as no result cap can fail after it */
     bool prepare_queued; /* a PREPARE under name is in the pipeline being sent */
@@ -39,30 +38,49 @@ struct qgp_stmt_cache {
  */
 qg_status qgp_stmt_lookup(struct qgp_stmt_cache *sc, const char *sql, size_t len,
                           struct qgp_stmt **out, char *evicted, qg_error *err) QG_MUSTCHECK;
-void qgp_stmt_cache_forget_prepared(struct qgp_stmt_cache *sc);
+/* Marks every entry unprepared; true when some were prepared on the server. */
+bool qgp_stmt_cache_forget_prepared(struct qgp_stmt_cache *sc);
 void qgp_stmt_cache_free(struct qgp_stmt_cache *sc);
+
+/*
+ * The life of a pooled connection, as pgbouncer's server states: one value,
+ * changed only by qgp_conn_set_state() (conn.c), so no two flags can disagree.
+ */
+enum qgp_conn_state {
+    QGP_CONN_IDLE,      /* in the pool or just lent: no transaction, and the session holds
+                           nothing of an earlier request but our own prepared statements */
+    QGP_CONN_BEGIN,     /* a transaction scope started; BEGIN waits to travel with the
+                           first statement (begin_sql), so nothing was sent yet */
+    QGP_CONN_IN_TX,     /* our transaction is open on the server */
+    QGP_CONN_ENDED,     /* the last statement's pipeline ended the transaction and reset
+                           the session: nothing more may run in this scope */
+    QGP_CONN_DIRTY,     /* statements ran outside a scope of ours, or a scope failed before
+                           its reset ran: roll back and reset before anyone reuses it */
+    QGP_CONN_BROKEN,    /* lost, or in a state the service did not put it in: closed at
+                           checkin, never reused; no state leaves it */
+};
 
 /* A pooled connection. Owned by the pool; lent out by qg_checkout(). */
 struct qg_conn {
     PGconn *pg;
     qg_manager *m;
+    enum qgp_conn_state state;
     double created_at;   /* monotonic seconds, for DB_POOL_RECYCLE */
     double last_used;    /* when it was last checked in, for DB_PREPING_IDLE */
-    bool broken;         /* lost or unusable: closed at checkin, never reused */
     bool pooler;         /* connected without startup options (behind a pooler) */
     pthread_mutex_t cancel_lock; /* guards cancel against close */
     PGcancel *cancel;
     struct qg_conn *next_idle;             /* idle stack (LIFO keeps hot ones hot) */
     struct qg_conn *prev_all, *next_all;   /* every open connection, for shutdown */
     struct qgp_stmt_cache stmts;
-    /* The transaction scope (tx.c) and statements (exec.c) share this state so a
-       one-statement request costs one round trip: BEGIN, the statement and
-       ROLLBACK (or COMMIT and the session reset) travel in one pipeline. */
-    char begin_sql[96];  /* not sent yet: goes out with the first statement */
-    bool begin_pending;
+    uint64_t caller;     /* whose requests the prepared statements in stmts served */
+    bool drop_prepared;  /* the server holds prepared statements the cache forgot (a stale
+                            plan, another caller): DEALLOCATE ALL before anything runs */
+    /* The transaction scope (tx.c) and statements (exec.c) share this so a
+       one-statement request costs one round trip: BEGIN, the statement, then
+       ROLLBACK or COMMIT and the session reset travel in one pipeline. */
+    char begin_sql[96];  /* sent with the first statement (state QGP_CONN_BEGIN) */
     bool tx_read_only;
-    bool tx_ended;       /* the last statement's pipeline already ended the transaction */
-    bool needs_reset;    /* session state may outlive the transaction: reset before reuse */
 };
 
 /* A caller waiting in qg_checkout(); served strictly in arrival order. */
@@ -132,19 +150,33 @@ qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err);
 /* The error for a connection that failed (PQerrorMessage), as db_unavailable. */
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 
-/* Resets what a caller may have changed in the session (SET, roles, LISTEN,
-   temp tables, prepared statements, advisory locks); false if it failed. */
-bool qgp_conn_reset(qg_conn *c);
+/* Moves c to state `to` (a broken connection stays broken). */
+void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to);
+static inline bool qgp_conn_broken(const qg_conn *c)
+{
+    return c->state == QGP_CONN_BROKEN;
+}
+/* Rolls back whatever is open and resets the session in one round trip (state
+   IDLE after), or marks c broken; false then. */
+bool qgp_conn_clean(qg_conn *c);
 /* Queues a command without parameters on pg, which is in pipeline mode. */
 bool qgp_send_command(PGconn *pg, const char *sql);
 /* Reads the sync that ends a pipeline and leaves pipeline mode; false if the connection failed. */
 bool qgp_pipeline_end(PGconn *pg);
 /* Our own prepared statement went stale (DDL, a reset): running again is safe. */
 bool qgp_stale_plan(const qg_error *e);
-/* tx.c: queue COMMIT and the session reset on c in pipeline mode; read their results
-   (a lost connection or a fatal error at COMMIT sets err->outcome_unknown). */
-bool qgp_commit_send(qg_conn *c);
-qg_status qgp_commit_read(qg_conn *c, qg_error *err);
+/*
+ * reset.c: the end of a transaction and the session reset that follows it, queued
+ * on c in pipeline mode: COMMIT or ROLLBACK, then what DISCARD ALL would undo.
+ * qgp_end_read reads their results; *committed tells whether COMMIT's own success
+ * was read (then a connection lost afterwards changes nothing for the caller). A
+ * lost connection or a fatal error at COMMIT sets err->outcome_unknown. A session
+ * that could not be reset, or holds state the service did not leave there, marks
+ * c broken.
+ */
+enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
+bool qgp_end_send(qg_conn *c, enum qgp_end end);
+qg_status qgp_end_read(qg_conn *c, enum qgp_end end, bool *committed, qg_error *err);
 
 /* pool.c */
 void qgp_pool_close_all(qg_manager *m);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core_private.h"
 
@@ -58,6 +59,8 @@ struct parser {
     bool ended;      /* a top-level ';' was seen */
     size_t word_end; /* where the last identifier or number ended: a colon there is glued */
     size_t out_end;  /* out.len at that ';' */
+    struct name_ref words[3]; /* the statement's first three tokens, for qgp_sql.kind */
+    size_t nwords;
     qg_error *err;
 
     struct qgp_sql_span *map;
@@ -467,12 +470,61 @@ static qg_status scan(struct parser *P)
                            "per request (use /transaction for several)");
         } else {
             P->has_token = true;
+            size_t start = i;
             st = take_token(P, &i);
+            if (P->nwords < 3)
+                P->words[P->nwords++] = (struct name_ref){start, i - start};
         }
         if (st != QG_OK)
             return st;
     }
     return QG_OK;
+}
+
+static bool word_is(const struct parser *P, size_t w, const char *kw)
+{
+    size_t n = strlen(kw);
+    return w < P->nwords && P->words[w].len == n &&
+           !strncasecmp((const char *)P->s + P->words[w].off, kw, n);
+}
+
+/* transaction_read_only and its kin (also "quoted"): they would turn READ ONLY off. */
+static bool setting_is_transactions(const struct parser *P, size_t w)
+{
+    if (w >= P->nwords)
+        return false;
+    const char *t = (const char *)P->s + P->words[w].off;
+    size_t n = P->words[w].len;
+    if (n && *t == '"') {
+        t++;
+        n--;
+    }
+    return n > 12 && !strncasecmp(t, "transaction_", 12);
+}
+
+/*
+ * NOTE: judged by the first keywords, as PostgreSQL's grammar reads them: a
+ * comment or a quoted identifier (U&"COMMIT") cannot pose as one, and these
+ * statements have no other spelling. Dynamic SQL cannot end a transaction block.
+ */
+static enum qgp_sql_kind classify(const struct parser *P)
+{
+    static const char *const tx_words[] = {"begin", "start", "commit", "end", "rollback",
+                                           "abort", "savepoint", "release"};
+    for (size_t i = 0; i < sizeof tx_words / sizeof *tx_words; i++)
+        if (word_is(P, 0, tx_words[i]))
+            return QGP_SQL_TRANSACTION_CONTROL;
+    if (word_is(P, 0, "prepare") && word_is(P, 1, "transaction"))
+        return QGP_SQL_TRANSACTION_CONTROL;
+    if (word_is(P, 0, "set") || word_is(P, 0, "reset")) {
+        size_t w = word_is(P, 1, "session") || word_is(P, 1, "local") ? 2 : 1;
+        if (word_is(P, w, "transaction") || word_is(P, w, "characteristics") ||
+            setting_is_transactions(P, w))
+            return QGP_SQL_TRANSACTION_CONTROL;
+    }
+    if (word_is(P, 0, "copy"))
+        return QGP_SQL_COPY;
+    return QGP_SQL_PLAIN;
 }
 
 static size_t align_up(size_t x)
@@ -511,6 +563,7 @@ static qgp_sql *assemble(struct parser *P)
         *w++ = '\0';
     }
     q->nparams = (int)P->nnames;
+    q->kind = classify(P);
     q->text = NULL;
     q->len = 0;
     return q;

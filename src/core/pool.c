@@ -235,17 +235,11 @@ void qg_checkin(qg_manager *m, qg_conn *c)
 {
     if (!c)
         return;
-    /* Never pool a connection inside a transaction: roll back, or drop it. */
-    if (!c->broken && PQstatus(c->pg) == CONNECTION_OK &&
-        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        PGresult *r;
-        while ((r = PQgetResult(c->pg)) != NULL)
-            PQclear(r);
-        if (qgp_conn_command(c, "ROLLBACK", NULL) != QG_OK ||
-            PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-            c->broken = true;
-    }
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+    /* Never pool a connection inside a transaction or holding a caller's state:
+       roll back and reset it, or drop it. */
+    if (c->state != QGP_CONN_IDLE || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        qgp_conn_clean(c);
+    if (qgp_conn_broken(c) || PQstatus(c->pg) != CONNECTION_OK) {
         pthread_mutex_lock(&m->lock);
         unlink_all(m, c);
         m->checked_out--;

@@ -1,9 +1,7 @@
 /* Per-connection statement cache: parsed SQL and, on reuse, a server-side prepared statement. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "manager_private.h"
 
@@ -15,25 +13,6 @@ static uint64_t fnv1a(const char *s, size_t n)
         h *= 1099511628211ULL;
     }
     return h;
-}
-
-/*
- * NOTE: a read-only transaction ends in ROLLBACK, which undoes SET, set_config,
- * LISTEN, temp tables and SET ROLE. A few things outlive it: PREPARE, cursors
- * WITH HOLD and session advisory locks. A statement that names one of them
- * (false positives only cost a reset) marks its connection for a full reset.
- */
-static bool survives_rollback(const char *sql, size_t n)
-{
-    static const char *const words[] = {"prepare", "declare", "advisory"};
-    for (size_t i = 0; i < n; i++) {
-        for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
-            size_t wl = strlen(words[w]);
-            if (i + wl <= n && !strncasecmp(sql + i, words[w], wl))
-                return true;
-        }
-    }
-    return false;
 }
 
 static void entry_free(struct qgp_stmt *e)
@@ -51,10 +30,14 @@ void qgp_stmt_cache_free(struct qgp_stmt_cache *sc)
     memset(sc, 0, sizeof *sc);
 }
 
-void qgp_stmt_cache_forget_prepared(struct qgp_stmt_cache *sc)
+bool qgp_stmt_cache_forget_prepared(struct qgp_stmt_cache *sc)
 {
-    for (int i = 0; i < sc->n; i++)
+    bool any = false;
+    for (int i = 0; i < sc->n; i++) {
+        any |= sc->e[i].prepared;
         sc->e[i].prepared = false;
+    }
+    return any;
 }
 
 /* The slot to fill: a free one, else the least recently used (its server name in evicted). */
@@ -109,7 +92,6 @@ qg_status qgp_stmt_lookup(struct qgp_stmt_cache *sc, const char *sql, size_t len
     e->parsed = parsed;
     e->uses = 1;
     e->last_use = sc->tick;
-    e->session_risk = survives_rollback(sql, len);
     e->rowless = e->prepare_queued = false;
     snprintf(e->name, sizeof e->name, "qg_%lu", ++sc->next_id);
     *out = e;

@@ -26,122 +26,64 @@ static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *er
     snprintf(c->begin_sql, sizeof c->begin_sql, "BEGIN%s%s", isolation_sql(opt->isolation),
              opt->read_only ? " READ ONLY" : " READ WRITE");
     c->tx_read_only = opt->read_only;
-    c->tx_ended = false;
-    c->begin_pending = true;
+    if (c->caller != opt->caller) {
+        /* NOTE: pg_prepared_statements would show this caller the SQL another ran. */
+        if (qgp_stmt_cache_forget_prepared(&c->stmts))
+            c->drop_prepared = true;
+        c->caller = opt->caller;
+    }
+    qgp_conn_set_state(c, QGP_CONN_BEGIN);
     if (!c->pooler)
         return QG_OK;
-    c->begin_pending = false;
+    qgp_conn_set_state(c, QGP_CONN_IN_TX);
     qg_status s = qgp_conn_command(c, c->begin_sql, err);
     return s == QG_OK ? qgp_conn_command(c, c->m->session_sql, err) : s;
 }
 
 /*
- * NOTE: the caller's SQL may change the session (SET, set_config, SET ROLE,
- * LISTEN, temp tables). A read-only transaction ends in ROLLBACK, which undoes
- * all of that; a committed one is followed by this reset in the same pipeline.
+ * COMMIT or ROLLBACK and the session reset, in their own round trip, when the
+ * last statement did not take them along. The transaction must still be ours:
+ * a connection whose transaction something else ended is never trusted again.
  */
-static const char *const reset_sql[] = {
-    "RESET SESSION AUTHORIZATION", "RESET ROLE", "RESET ALL", "UNLISTEN *",
-    "SELECT pg_advisory_unlock_all()", "DISCARD TEMP",
-};
-
-bool qgp_commit_send(qg_conn *c)
+static qg_status finish(qg_conn *c, enum qgp_end end, qg_error *err)
 {
-    bool ok = qgp_send_command(c->pg, "COMMIT");
-    for (size_t i = 0; ok && i < sizeof reset_sql / sizeof *reset_sql; i++)
-        ok = qgp_send_command(c->pg, reset_sql[i]);
-    return ok;
-}
-
-/* COMMIT's own results. */
-static qg_status read_commit(qg_conn *c, qg_error *err)
-{
-    qg_status s = QG_OK;
-    bool committed = false, aborted = false;
-    PGresult *res;
-    while ((res = PQgetResult(c->pg)) != NULL) {
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_COMMAND_OK) {
-            committed = !strcmp(PQcmdStatus(res), "COMMIT");
-            if (!committed)
-                s = qg_error_set(err, QG_ERR_INTERNAL, "the server rolled the transaction back at COMMIT");
-        } else if (st == PGRES_PIPELINE_ABORTED) {
-            aborted = true; /* an earlier part failed and said why */
-        } else if (s == QG_OK && PQstatus(c->pg) == CONNECTION_OK &&
-                   PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
-            s = qgp_error_from_result(err, res);
-            /* NOTE: the session ended as COMMIT went out: whether it applied is unknown
-               (a FATAL can follow a durable commit, e.g. a cancelled wait for a
-               synchronous standby), unless the server ended the session for sitting
-               idle in its transaction (25P03), which is before COMMIT arrived. */
-            if (qgp_result_fatal(res)) {
-                c->broken = true;
-                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                if (err && strcmp(state, "25P03"))
-                    err->outcome_unknown = true;
-            }
-        }
-        PQclear(res);
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    if (ts == PQTRANS_IDLE) {
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
+        return qg_error_set(err, QG_ERR_TRANSACTION_CONTROL,
+                            "a statement ended the service's transaction; the service runs "
+                            "each request in its own transaction: remove COMMIT, ROLLBACK and "
+                            "the like from the statements");
     }
-    if (aborted && s == QG_OK)
-        return qg_error_set(err, QG_ERR_INTERNAL, "COMMIT did not run: an earlier statement failed");
-    if (!committed && s == QG_OK) {
-        s = qgp_conn_lost(c, err, "committing");
-        /* NOTE: COMMIT may have reached the server before the connection died. */
-        if (err)
-            err->outcome_unknown = true;
-    }
-    return s;
-}
-
-qg_status qgp_commit_read(qg_conn *c, qg_error *err)
-{
-    qg_status s = read_commit(c, err);
-    for (size_t i = 0; i < sizeof reset_sql / sizeof *reset_sql; i++) {
-        PGresult *res;
-        while ((res = PQgetResult(c->pg)) != NULL) {
-            ExecStatusType st = PQresultStatus(res);
-            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED)
-                c->broken = true; /* committed, but the session could not be reset */
-            PQclear(res);
-        }
-    }
-    if (PQstatus(c->pg) != CONNECTION_OK)
-        c->broken = true;
-    return s;
-}
-
-/* COMMIT and the reset on their own, when the last statement did not take them along. */
-static qg_status commit(qg_conn *c, qg_error *err)
-{
-    if (!PQenterPipelineMode(c->pg) || !qgp_commit_send(c) || !PQpipelineSync(c->pg)) {
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return qgp_conn_lost(c, err, "ending the transaction");
+    bool committed;
+    if (!PQenterPipelineMode(c->pg) || !qgp_end_send(c, end) || !PQpipelineSync(c->pg)) {
         qg_status s = qgp_conn_lost(c, err, "sending COMMIT");
-        if (err)
+        if (err && end == QGP_END_COMMIT)
             err->outcome_unknown = true;
         return s;
     }
-    qg_status s = qgp_commit_read(c, err);
+    qg_status s = qgp_end_read(c, end, &committed, err);
     if (!qgp_pipeline_end(c->pg))
-        c->broken = true;
+        qgp_conn_set_state(c, QGP_CONN_BROKEN);
     return s;
 }
 
-/* Ends the transaction: COMMIT when ok, else (or when read-only) ROLLBACK. */
+/*
+ * Ends the transaction: COMMIT when ok and read-write, ROLLBACK otherwise; either
+ * way the session is reset before the connection goes back (tx_read_only decides
+ * how much needs undoing). On failure the clean-up undoes everything.
+ */
 static qg_status end(qg_conn *c, bool ok, qg_error *err)
 {
     qg_status s = QG_OK;
-    if (c->begin_pending) {
-        c->begin_pending = false; /* nothing was sent: nothing to end */
-    } else if (ok && !c->tx_read_only) {
-        if (!c->tx_ended)
-            s = commit(c, err);
-    } else if (!c->tx_ended && !c->broken && PQstatus(c->pg) == CONNECTION_OK) {
-        qgp_conn_command(c, "ROLLBACK", NULL);
-    }
-    c->tx_ended = false;
-    if (c->needs_reset && !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
-        PQtransactionStatus(c->pg) == PQTRANS_IDLE)
-        qgp_conn_reset(c);
+    if (c->state == QGP_CONN_IN_TX && ok)
+        s = finish(c, c->tx_read_only ? QGP_END_ROLLBACK : QGP_END_COMMIT, err);
+    if (c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_ENDED)
+        qgp_conn_set_state(c, QGP_CONN_IDLE); /* nothing was sent, or all is done */
+    else if (!qgp_conn_broken(c))
+        qgp_conn_clean(c);
     return s;
 }
 
@@ -164,7 +106,7 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
 qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_fn fn,
                          void *arg, qg_error *err)
 {
-    static const struct qg_tx_options defaults = {QG_ISOLATION_DEFAULT, false};
+    static const struct qg_tx_options defaults = {.isolation = QG_ISOLATION_DEFAULT};
     if (!opt)
         opt = &defaults;
     qg_error e;
@@ -211,7 +153,7 @@ static qg_status helper(qg_manager *m, bool read_only, const char *sql, const qg
                         qg_result **out, qg_error *err)
 {
     struct one o = {sql, params, NULL};
-    struct qg_tx_options opt = {QG_ISOLATION_DEFAULT, read_only};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = read_only};
     qg_status s = qg_transaction(m, &opt, run_one, &o, err);
     if (s != QG_OK) {
         qg_result_free(o.res);

@@ -438,6 +438,7 @@ enum qgh_auth_result qgh_auth_check(qgh_auth *a, const char *authorization,
         if (i < t->n) {
             who->scopes = t->keys[i].scopes;
             memcpy(who->role, t->keys[i].role, sizeof who->role);
+            memcpy(&who->caller, t->keys[i].hash, sizeof who->caller);
         } else {
             r = QGH_AUTH_INVALID;
         }

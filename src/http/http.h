@@ -111,6 +111,7 @@ enum qgh_scope {
 struct qgh_principal {
     unsigned scopes;                 /* QGH_SCOPE_* bits */
     char role[QGH_ROLE_MAX + 1];     /* database role of the key; "" for the main pool */
+    uint64_t caller;                 /* the key's id (from its digest); 0 without keys */
 };
 
 enum qgh_auth_result {
@@ -354,6 +355,8 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
 /* The pool a request's statements run on: the key's role's, else ctx->m. */
 qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
                           qg_manager **out, qg_error *err) QG_MUSTCHECK;
+/* Who asks, for qg_tx_options.caller: callers never share prepared statements. */
+uint64_t qgh_caller(const struct qgh_call *call);
 
 /* ---- handlers (routes_*.c, metrics.c) ------------------------------------- */
 

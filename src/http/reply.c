@@ -22,6 +22,8 @@ static const struct {
     {"missing_parameter", 400, 0},
     {"unknown_parameter", 400, 0},
     {"multiple_statements", 400, 0},
+    {"transaction_control", 400, 0},
+    {"unsupported_statement", 400, 0},
     {"sql_error", 400, 0},
     {"unauthorized", 401, 0},
     {"forbidden", 403, 0},

@@ -163,6 +163,11 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
     return qg_manager_for_role(ctx->m, call->who->role, out, err);
 }
 
+uint64_t qgh_caller(const struct qgh_call *call)
+{
+    return call->who ? call->who->caller : 0;
+}
+
 const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,
                                           struct qgh_principal *who, struct qgh_reply *rep)
 {

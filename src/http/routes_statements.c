@@ -132,7 +132,8 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
     struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT};
     r.opt.numbers_as_strings = st.numbers_as_strings;
     r.opt.last = true; /* one round trip: BEGIN, the statement(s), ROLLBACK or COMMIT */
-    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
+                                .caller = qgh_caller(call)};
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);
     if (s == QG_OK)

@@ -72,6 +72,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     t.opt.numbers_as_strings = tx.numbers_as_strings;
     t.opt.last = true;
     qg_buf_init(&t.out);
+    tx.opt.caller = qgh_caller(call);
     qg_manager *m;
     qg_status s = qgh_manager_for(ctx, call, &m, &err);
     if (s == QG_OK)

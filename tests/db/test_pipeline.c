@@ -78,7 +78,7 @@ static void many_free(struct many *m)
 
 static qg_status transaction(struct many *m, bool read_only, qg_error *err)
 {
-    struct qg_tx_options opt = {QG_ISOLATION_DEFAULT, read_only};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = read_only};
     qg_error_clear(err);
     return qg_transaction(mgr, &opt, run_many, m, err);
 }
@@ -175,7 +175,7 @@ static void cap_on_the_sum(void)
     dbt_config(&small, "qgt_pipeline_cap", (const char *const[]){"MAX_RESULT_BYTES=2048", NULL});
     CHECK(qg_manager_new(&small, &m2, NULL) == QG_OK);
     struct many m = many_new(3, "SELECT repeat('x', 900) AS pad, :n AS n", true);
-    struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
+    struct qg_tx_options ro = {.isolation = QG_ISOLATION_DEFAULT, .read_only = true};
     qg_error err;
     qg_error_clear(&err);
     CHECK_INT(qg_transaction(m2, &ro, run_many, &m, &err), QG_ERR_RESULT_TOO_LARGE);

@@ -25,7 +25,7 @@ static qg_status run_all(qg_conn *c, void *arg, qg_error *err)
 static qg_status as_reader(bool read_only, const char *const *sql, int n, qg_error *err)
 {
     struct stmts s = {sql, n};
-    struct qg_tx_options opt = {QG_ISOLATION_DEFAULT, read_only};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = read_only};
     qg_error_clear(err);
     return qg_transaction(reader, &opt, run_all, &s, err);
 }

@@ -63,9 +63,11 @@ static void changes_do_not_leak(void)
         "SET ROLE qgt_session_role",
         "LISTEN qgt_channel",
         "CREATE TEMP TABLE qgt_temp (x int)",
-        "PREPARE qgt_mine AS SELECT 1",
         "SELECT pg_advisory_lock(4242)",
+        "SELECT count(U&\"pg_\\0061dvisory_lock\"(i)) FROM generate_series(100, 120) i",
+        "SELECT pg_advisory_lock_shared(4243)",
         "DECLARE qgt_cur CURSOR WITH HOLD FOR SELECT 1",
+        "SELECT set_config('role', 'qgt_session_role', false)",
     };
     for (size_t i = 0; i < sizeof changers / sizeof *changers; i++) {
         for (int ro = 0; ro < 2; ro++) {
@@ -80,6 +82,7 @@ static void changes_do_not_leak(void)
             CHECK_VALUE("SELECT current_setting('TimeZone')", "\"UTC\"");
             CHECK_VALUE("SELECT current_setting('statement_timeout')", "\"30s\"");
             CHECK_VALUE("SELECT current_user", "\"qg\"");
+            CHECK_VALUE("SELECT session_user", "\"qg\"");
             CHECK_VALUE("SELECT count(*) FROM pg_listening_channels()", "0");
             CHECK_VALUE("SELECT to_regclass('pg_temp.qgt_temp') IS NULL", "true");
             CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE name = 'qgt_mine'", "0");
@@ -212,10 +215,10 @@ static qg_status run_last(qg_conn *c, void *arg, qg_error *err)
 static void last_statement_ends_transaction(void)
 {
     struct last_run rows = {"SELECT 1", PQTRANS_UNKNOWN};
-    struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
+    struct qg_tx_options ro = {.isolation = QG_ISOLATION_DEFAULT, .read_only = true};
     CHECK(qg_transaction(mgr, &ro, run_last, &rows, NULL) == QG_OK);
     CHECK_INT(rows.after, PQTRANS_IDLE);
-    struct qg_tx_options rw = {QG_ISOLATION_DEFAULT, false};
+    struct qg_tx_options rw = {.isolation = QG_ISOLATION_DEFAULT, .read_only = false};
     for (int i = 0; i < 2; i++) {
         CHECK(qg_transaction(mgr, &rw, run_last, &rows, NULL) == QG_OK);
         CHECK_INT(rows.after, PQTRANS_INTRANS);
@@ -227,6 +230,240 @@ static void last_statement_ends_transaction(void)
     CHECK_INT(none.after, PQTRANS_IDLE);
 }
 
+
+/* The same changes, made by a statement that then fails: the reset runs all the same. */
+static void failed_requests_do_not_leak(void)
+{
+    const char *changers[] = {
+        "SELECT pg_advisory_lock(4250), 1/0",
+        "SELECT set_config('search_path', 'pg_catalog', false), 1/0",
+        "SELECT nextval('qgt_seq'), 1/0",
+    };
+    write_sql("CREATE SEQUENCE IF NOT EXISTS qgt_seq");
+    char *pid = value(pid_sql);
+    for (size_t i = 0; i < sizeof changers / sizeof *changers; i++) {
+        for (int ro = 0; ro < 2; ro++) {
+            qg_result *r = NULL;
+            qg_error err;
+            qg_error_clear(&err);
+            qg_status s = ro ? qg_query(mgr, changers[i], NULL, &r, &err)
+                             : qg_insert(mgr, changers[i], NULL, &r, &err);
+            CHECK(s != QG_OK);
+            qg_result_free(r);
+            CHECK_VALUE("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", "0");
+            CHECK_VALUE("SELECT current_setting('search_path')", "\"\\\"$user\\\", public\"");
+        }
+    }
+    /* lastval() after a failed write: sequence state is not transactional. */
+    qg_result *r = NULL;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_query(mgr, "SELECT lastval()", NULL, &r, &err), QG_ERR_SQL);
+    CHECK_STR(err.sqlstate, "55000");
+    char *pid2 = value(pid_sql);
+    CHECK_STR(pid2, pid);
+    free(pid);
+    free(pid2);
+}
+
+/* A write's lastval() is not the next request's: the new id of one caller stays its own. */
+static void lastval_does_not_leak(void)
+{
+    write_sql("CREATE TABLE IF NOT EXISTS qgt_ids (id serial PRIMARY KEY, x int)");
+    write_sql("INSERT INTO qgt_ids (x) VALUES (1) RETURNING id");
+    write_sql("INSERT INTO qgt_ids (x) VALUES (1)");
+    qg_result *r = NULL;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_query(mgr, "SELECT lastval()", NULL, &r, &err), QG_ERR_SQL);
+    CHECK_STR(err.sqlstate, "55000");
+    qg_error_clear(&err);
+    CHECK_INT(qg_query(mgr, "SELECT currval('qgt_ids_id_seq')", NULL, &r, &err), QG_ERR_SQL);
+    CHECK_STR(err.sqlstate, "55000");
+}
+
+/*
+ * PREPARE outlives ROLLBACK, also from dynamic SQL no keyword scan sees: a
+ * session holding a statement the service did not prepare is never reused.
+ */
+static void caller_prepared_statements_close_the_connection(void)
+{
+    const char *preparers[] = {
+        "PREPARE qgt_mine AS SELECT 1",
+        "DO $$BEGIN EXECUTE 'PREP' || 'ARE qgt_dyn AS SELECT 2'; END$$",
+    };
+    for (size_t i = 0; i < sizeof preparers / sizeof *preparers; i++) {
+        for (int ro = 0; ro < 2; ro++) {
+            char *pid = value(pid_sql);
+            if (ro)
+                read_sql(preparers[i]);
+            else
+                write_sql(preparers[i]);
+            CHECK_VALUE("SELECT count(*) FROM pg_prepared_statements WHERE from_sql", "0");
+            char *pid2 = value(pid_sql);
+            CHECK(strcmp(pid, pid2) != 0);
+            free(pid);
+            free(pid2);
+        }
+    }
+}
+
+static qg_status update_as(uint64_t caller, const char *sql, long long *affected, qg_error *err);
+
+struct as_one {
+    const char *sql;
+    long long affected;
+    char *first;
+};
+
+static qg_status run_as_one(qg_conn *c, void *arg, qg_error *err)
+{
+    struct as_one *o = arg;
+    qg_result *r;
+    struct qg_exec_options opt = {.last = true};
+    qg_status s = qg_exec(c, o->sql, NULL, &opt, &r, err);
+    if (s == QG_OK) {
+        o->affected = qg_result_affected_rows(r);
+        free(o->first);
+        o->first = strdup(qg_result_first_value_json(r, NULL));
+        qg_result_free(r);
+    }
+    return s;
+}
+
+static qg_status update_as(uint64_t caller, const char *sql, long long *affected, qg_error *err)
+{
+    struct as_one o = {sql, 0, NULL};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .caller = caller};
+    qg_status s = qg_transaction(mgr, &opt, run_as_one, &o, err);
+    *affected = o.affected;
+    free(o.first);
+    return s;
+}
+
+static char *read_as(uint64_t caller, const char *sql)
+{
+    struct as_one o = {sql, 0, NULL};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = true, .caller = caller};
+    qg_error err;
+    qg_error_clear(&err);
+    if (qg_transaction(mgr, &opt, run_as_one, &o, &err) != QG_OK) {
+        fprintf(stderr, "%s: %s\n", sql, err.message);
+        free(o.first);
+        return strdup("(error)");
+    }
+    return o.first;
+}
+
+/*
+ * Issue 10's attack on the statement cache: a write caller's UPDATE is
+ * prepared; a read caller finds its name, deallocates it and prepares another
+ * UPDATE under that name. The write caller's next UPDATE must be its own.
+ */
+static void prepared_statements_cannot_be_hijacked(void)
+{
+    const uint64_t adm = 1, r2 = 2;
+    write_sql("DROP TABLE IF EXISTS qgt_items");
+    write_sql("CREATE TABLE qgt_items (id int PRIMARY KEY, name text, qty int)");
+    write_sql("INSERT INTO qgt_items SELECT g, 'item' || g, g FROM generate_series(1, 8) g");
+    const char *upd = "UPDATE qgt_items SET qty = 10 WHERE id = 1";
+    long long n = 0;
+    qg_error err;
+    for (int i = 0; i < 2; i++) {
+        qg_error_clear(&err);
+        CHECK(update_as(adm, upd, &n, &err) == QG_OK);
+        CHECK_INT(n, 1);
+    }
+    /* Another caller sees none of its prepared statements, SQL text included. */
+    char *seen = read_as(r2, "SELECT count(*) FROM pg_prepared_statements");
+    CHECK_STR(seen, "0");
+    free(seen);
+    /* Even knowing the name, as a caller sharing the key would, replacing it fails. */
+    for (int i = 0; i < 2; i++) {
+        qg_error_clear(&err);
+        CHECK(update_as(adm, upd, &n, &err) == QG_OK);
+    }
+    char *names = read_as(adm, "SELECT string_agg(name, ',') FROM pg_prepared_statements");
+    CHECK(strstr(names, "qg_") != NULL);
+    char hijack[512];
+    const char *name = names + 1;
+    size_t len = strcspn(name, ",\"");
+    snprintf(hijack, sizeof hijack,
+             "DO $$BEGIN EXECUTE 'DEALLOCATE %.*s'; EXECUTE 'PREP' || 'ARE %.*s AS "
+             "UPDATE qgt_items SET name = ''pwned'', qty = -1'; END$$",
+             (int)len, name, (int)len, name);
+    free(names);
+    qg_error_clear(&err);
+    CHECK(update_as(adm, hijack, &n, &err) == QG_OK); /* its own caller id: no DEALLOCATE first */
+    qg_error_clear(&err);
+    CHECK(update_as(adm, upd, &n, &err) == QG_OK);
+    CHECK_INT(n, 1);
+    CHECK_VALUE("SELECT count(*) FROM qgt_items WHERE name = 'pwned' OR qty < 0", "0");
+}
+
+/* Statements that would end or reshape the service's transaction are refused unsent. */
+static void transaction_control_is_refused(void)
+{
+    const char *refused[] = {
+        "COMMIT", "commit", "  /* x */ -- y\n COMMIT", "END", "ABORT", "ROLLBACK",
+        "ROLLBACK TO SAVEPOINT a", "BEGIN", "START TRANSACTION", "SAVEPOINT a",
+        "RELEASE SAVEPOINT a", "PREPARE TRANSACTION 'x'", "COMMIT PREPARED 'x'",
+        "ROLLBACK PREPARED 'x'", "SET TRANSACTION READ WRITE",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SET transaction_read_only = off", "SET LOCAL \"transaction_read_only\" TO off",
+        "RESET transaction_read_only",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        for (int ro = 0; ro < 2; ro++) {
+            qg_result *r = NULL;
+            qg_error err;
+            qg_error_clear(&err);
+            qg_status s = ro ? qg_query(mgr, refused[i], NULL, &r, &err)
+                             : qg_insert(mgr, refused[i], NULL, &r, &err);
+            if (s != QG_ERR_TRANSACTION_CONTROL)
+                fprintf(stderr, "%s: %s\n", refused[i], err.message);
+            CHECK_INT(s, QG_ERR_TRANSACTION_CONTROL);
+        }
+    }
+    /* Words that only look alike stay statements. */
+    CHECK_VALUE("SELECT 1 AS \"commit\"", "1");
+    CHECK_VALUE("SELECT 'BEGIN' AS x", "\"BEGIN\"");
+    CHECK_VALUE("/* COMMIT */ SELECT 2", "2");
+}
+
+/* COPY is answered at once, never waited on, also where it would copy in. */
+static void copy_is_refused(void)
+{
+    const char *copies[] = {"COPY (SELECT 1) TO STDOUT", "copy qgt_items FROM STDIN",
+                            "/* c */ COPY (SELECT 1) TO STDOUT (FORMAT csv)"};
+    for (size_t i = 0; i < sizeof copies / sizeof *copies; i++) {
+        qg_result *r = NULL;
+        qg_error err;
+        qg_error_clear(&err);
+        CHECK_INT(qg_insert(mgr, copies[i], NULL, &r, &err), QG_ERR_UNSUPPORTED_STATEMENT);
+        qg_error_clear(&err);
+        CHECK_INT(qg_query(mgr, copies[i], NULL, &r, &err), QG_ERR_UNSUPPORTED_STATEMENT);
+    }
+    CHECK_VALUE("SELECT 3", "3");
+}
+
+/* A COMMIT that fails (a deferred constraint) still leaves a reset session. */
+static void failed_commit_still_resets(void)
+{
+    write_sql("DROP TABLE IF EXISTS qgt_def");
+    write_sql("CREATE TABLE qgt_def (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)");
+    write_sql("INSERT INTO qgt_def VALUES (1)");
+    const char *sql = "WITH s AS (SELECT set_config('search_path', 'pg_catalog', false)) "
+                      "INSERT INTO qgt_def SELECT 1 FROM s";
+    for (int i = 0; i < 3; i++) { /* also once it rides with COMMIT in one pipeline */
+        qg_result *r = NULL;
+        qg_error err;
+        qg_error_clear(&err);
+        CHECK_INT(qg_insert(mgr, sql, NULL, &r, &err), QG_ERR_CONFLICT);
+        CHECK_VALUE("SELECT current_setting('search_path')", "\"\\\"$user\\\", public\"");
+    }
+}
+
 int main(void)
 {
     qgt_database_url();
@@ -235,6 +472,13 @@ int main(void)
     dbt_config(&cfg, "qgt_session", (const char *const[]){"DB_POOL_SIZE=1", "DB_MAX_OVERFLOW=0", NULL});
     CHECK(qg_manager_new(&cfg, &mgr, NULL) == QG_OK);
     RUN(changes_do_not_leak);
+    RUN(failed_requests_do_not_leak);
+    RUN(lastval_does_not_leak);
+    RUN(caller_prepared_statements_close_the_connection);
+    RUN(prepared_statements_cannot_be_hijacked);
+    RUN(transaction_control_is_refused);
+    RUN(copy_is_refused);
+    RUN(failed_commit_still_resets);
     RUN(prepared_on_second_use);
     RUN(stale_plan_is_retried);
     RUN(cache_eviction);

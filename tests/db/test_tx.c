@@ -153,7 +153,7 @@ static void retry_after_killed_backend(void)
     qg_pool_stats(mgr, &before);
     qg_error err;
     qg_error_clear(&err);
-    struct qg_tx_options ro = {QG_ISOLATION_DEFAULT, true};
+    struct qg_tx_options ro = {.isolation = QG_ISOLATION_DEFAULT, .read_only = true};
     CHECK(qg_transaction(mgr, &ro, slow_read, &sr, &err) == QG_OK);
     pthread_join(t, NULL);
     CHECK_INT(sr.calls, 2);
@@ -244,7 +244,7 @@ static qg_status serial_body(qg_conn *c, void *arg, qg_error *err)
 static void *serial_thread(void *arg)
 {
     struct serial *s = arg;
-    struct qg_tx_options opt = {QG_ISOLATION_SERIALIZABLE, false};
+    struct qg_tx_options opt = {.isolation = QG_ISOLATION_SERIALIZABLE, .read_only = false};
     s->result = qg_transaction(s->m, &opt, serial_body, s, NULL);
     return NULL;
 }

@@ -31,6 +31,8 @@ static void first_error_kept(void)
     CHECK_STR(e.message, "first 1");
     CHECK_INT(qg_error_set(NULL, QG_ERR_CONFLICT, "ignored"), QG_ERR_CONFLICT);
     CHECK_STR(qg_status_code(QG_ERR_MULTIPLE_STATEMENTS), "multiple_statements");
+    CHECK_STR(qg_status_code(QG_ERR_TRANSACTION_CONTROL), "transaction_control");
+    CHECK_STR(qg_status_code(QG_ERR_UNSUPPORTED_STATEMENT), "unsupported_statement");
     CHECK_STR(qg_status_code((qg_status)999), "internal_error");
 }
 
