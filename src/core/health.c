@@ -6,32 +6,39 @@
 
 #include "manager_private.h"
 
+enum asked { ASKED_OK, ASKED_FAILED, ASKED_LOST, ASKED_TIMEOUT };
+
+static void close_health(qg_manager *m)
+{
+    PQfinish(m->health_pg);
+    m->health_pg = NULL;
+}
+
 /*
  * NOTE: the check has its own connection so that a busy pool (every connection
  * lent out) does not make a healthy instance look dead to its load balancer.
  */
-static bool round_trip(qg_manager *m, char *why, size_t size)
+static bool open_health(qg_manager *m, char *why, size_t size)
 {
-    if (m->health_pg && PQstatus(m->health_pg) != CONNECTION_OK) {
-        PQfinish(m->health_pg);
-        m->health_pg = NULL;
+    const qgp_conninfo *ci = atomic_load(&m->pooler) ? m->ci_plain : m->ci_options;
+    m->health_pg = PQconnectdbParams((const char *const *)ci->keywords,
+                                     (const char *const *)ci->values, 0);
+    if (!m->health_pg || PQstatus(m->health_pg) != CONNECTION_OK) {
+        snprintf(why, size, "cannot connect to the database: %s",
+                 m->health_pg ? PQerrorMessage(m->health_pg) : "out of memory");
+        return false;
     }
-    if (!m->health_pg) {
-        const qgp_conninfo *ci = atomic_load(&m->pooler) ? m->ci_plain : m->ci_options;
-        m->health_pg = PQconnectdbParams((const char *const *)ci->keywords,
-                                         (const char *const *)ci->values, 0);
-        if (!m->health_pg || PQstatus(m->health_pg) != CONNECTION_OK) {
-            snprintf(why, size, "cannot connect to the database: %s",
-                     m->health_pg ? PQerrorMessage(m->health_pg) : "out of memory");
-            return false;
-        }
-    }
+    return true;
+}
+
+/* SELECT 1 on the open health connection, answered by deadline (monotonic seconds). */
+static enum asked ask(qg_manager *m, double deadline, char *why, size_t size)
+{
     PGconn *pg = m->health_pg;
     if (!PQsendQuery(pg, "SELECT 1")) {
         snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
-        return false;
+        return ASKED_LOST;
     }
-    double deadline = qgp_now() + m->cfg->connect_timeout_s;
     bool ok = false;
     for (;;) {
         while (PQisBusy(pg)) {
@@ -41,9 +48,8 @@ static bool round_trip(qg_manager *m, char *why, size_t size)
             if (r == 0) {
                 snprintf(why, size, "the database did not answer within %gs (DB_CONNECT_TIMEOUT)",
                          m->cfg->connect_timeout_s);
-                PQfinish(pg);
-                m->health_pg = NULL;
-                return false;
+                close_health(m);
+                return ASKED_TIMEOUT;
             }
             if ((r < 0 && errno != EINTR) || (r > 0 && !PQconsumeInput(pg)))
                 break;
@@ -58,9 +64,31 @@ static bool round_trip(qg_manager *m, char *why, size_t size)
     }
     if (PQstatus(pg) != CONNECTION_OK) {
         snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
-        ok = false;
+        return ASKED_LOST;
     }
-    return ok;
+    return ok ? ASKED_OK : ASKED_FAILED;
+}
+
+static bool round_trip(qg_manager *m, char *why, size_t size)
+{
+    double deadline = qgp_now() + m->cfg->connect_timeout_s;
+    if (m->health_pg && PQstatus(m->health_pg) != CONNECTION_OK)
+        close_health(m);
+    bool kept = m->health_pg != NULL;
+    if (!kept && !open_health(m, why, size))
+        return false;
+    enum asked a = ask(m, deadline, why, size);
+    /* NOTE: a kept connection's backend may have ended while the database stayed up
+       (failover, pg_terminate_backend, a restart between probes): that says nothing
+       about the database now, so one new connection gets the same question. A
+       database that is gone refuses it at once; a timeout is never asked again. */
+    if (a == ASKED_LOST && kept) {
+        close_health(m);
+        if (!open_health(m, why, size))
+            return false;
+        a = ask(m, deadline, why, size);
+    }
+    return a == ASKED_OK;
 }
 
 void qg_health_check(qg_manager *m, struct qg_health *out)

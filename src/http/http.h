@@ -378,13 +378,15 @@ void qgh_pool_json(const struct qgh_ctx *ctx, qg_buf *out);
 struct qgh_job {
     struct qgh_job *next;
     double deadline;                                  /* monotonic seconds */
+    qg_manager *pool; /* while queued, counted as waiting for this pool; NULL: not counted */
     void (*run)(struct qgh_job *job);                 /* on a worker */
     void (*expire)(struct qgh_job *job, qg_status why); /* never ran: timeout or shutdown */
 };
 
 typedef struct qgh_workers qgh_workers;
 
-/* nthreads workers; a job waiting longer than timeout_s is expired with QG_ERR_POOL_TIMEOUT. */
+/* nthreads workers; a job waiting longer than timeout_s is expired with QG_ERR_POOL_TIMEOUT
+   (and counted in its pool's timeouts). */
 qg_status qgh_workers_new(int nthreads, double timeout_s, qgh_workers **out,
                           qg_error *err) QG_MUSTCHECK;
 /* Queues job; false once stopping (the job was not taken). */

@@ -200,12 +200,13 @@ static void render_pool(qg_manager *m, qg_buf *out)
     gauge(out, "querygate_pool_checked_out", "Connections in use.", ps.checked_out);
     gauge(out, "querygate_pool_idle", "Open connections waiting in the pool.", ps.idle);
     gauge(out, "querygate_pool_overflow", "Open connections beyond the pool size.", ps.overflow);
-    gauge(out, "querygate_pool_waiting", "Callers waiting for a connection.", ps.waiting);
+    gauge(out, "querygate_pool_waiting",
+          "Requests waiting for a connection, in the pool or for a worker.", ps.waiting);
     metric(out, "querygate_pool_connects_total", "counter", "Connections opened.", ps.connects);
     metric(out, "querygate_pool_recycles_total", "counter",
            "Connections replaced for age or a failed pre-ping.", ps.recycles);
-    metric(out, "querygate_pool_timeouts_total", "counter", "Checkouts that gave up.",
-           ps.timeouts);
+    metric(out, "querygate_pool_timeouts_total", "counter",
+           "Waits for a connection or a worker that gave up (503 pool_timeout).", ps.timeouts);
     metric(out, "querygate_pool_errors_total", "counter", "Failed connection attempts.",
            ps.errors);
     metric(out, "querygate_db_retries_total", "counter", "Transactions run again.", ps.retries);

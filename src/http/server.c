@@ -194,6 +194,16 @@ static void echo_body(qg_server *s, struct request *r)
     qgh_log_request(NULL);
 }
 
+/* The pool whose `waiting` a queued request counts in: its key's role's, else the main one. */
+static qg_manager *queue_pool(qg_server *s, const struct request *r)
+{
+    struct qgh_call call = {.who = &r->who};
+    qg_manager *m = NULL;
+    if (qgh_manager_for(&s->ctx, &call, &m, NULL) != QG_OK || !m)
+        m = s->ctx.m;
+    return m;
+}
+
 /* The body is complete: answer inline, or suspend and hand it to a worker. */
 static enum MHD_Result run(qg_server *s, struct request *r)
 {
@@ -211,6 +221,7 @@ static enum MHD_Result run(qg_server *s, struct request *r)
     r->queued_at = qgh_now();
     r->job.run = job_run;
     r->job.expire = job_expire;
+    r->job.pool = queue_pool(s, r);
     MHD_suspend_connection(r->conn);
     if (!qgh_workers_submit(s->workers, &r->job)) {
         r->wait_s = 0;

@@ -1,4 +1,8 @@
-/* Worker pool: a FIFO of jobs run by a fixed set of threads; an expirer answers jobs that waited too long. */
+/*
+ * Worker pool: a FIFO of jobs run by a fixed set of threads; an expirer answers jobs that waited too long.
+ * NOTE: with one worker per pooled connection, this queue is where requests wait for a
+ * connection, so a queued job counts in its pool's `waiting` and an expired one in `timeouts`.
+ */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +61,13 @@ static struct qgh_job *pop(qgh_workers *w)
     return j;
 }
 
+/* The job left the queue; before run() or expire(), which may free it. */
+static void stop_waiting(struct qgh_job *j, bool gave_up)
+{
+    if (j->pool)
+        qg_pool_wait_end(j->pool, gave_up);
+}
+
 static void *worker_main(void *arg)
 {
     qgh_workers *w = arg;
@@ -69,6 +80,7 @@ static void *worker_main(void *arg)
             break; /* stopping and nothing left */
         w->running++;
         pthread_mutex_unlock(&w->mu);
+        stop_waiting(j, false);
         /* NOTE: j may be freed once run() returns (the connection resumed). */
         j->run(j);
         pthread_mutex_lock(&w->mu);
@@ -97,6 +109,7 @@ static void *expirer_main(void *arg)
         }
         struct qgh_job *j = pop(w);
         pthread_mutex_unlock(&w->mu);
+        stop_waiting(j, true);
         j->expire(j, QG_ERR_POOL_TIMEOUT);
         pthread_mutex_lock(&w->mu);
         pthread_cond_broadcast(&w->idle);
@@ -151,9 +164,13 @@ qg_status qgh_workers_new(int nthreads, double timeout_s, qgh_workers **out, qg_
 
 bool qgh_workers_submit(qgh_workers *w, struct qgh_job *job)
 {
+    /* Before the job is visible: a worker may take it at once. */
+    if (job->pool)
+        qg_pool_wait_begin(job->pool);
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
+        stop_waiting(job, false);
         return false;
     }
     job->next = NULL;
@@ -193,6 +210,7 @@ void qgh_workers_free(qgh_workers *w)
     struct qgh_job *j;
     while ((j = pop(w))) {
         pthread_mutex_unlock(&w->mu);
+        stop_waiting(j, false);
         j->expire(j, QG_ERR_SHUTTING_DOWN);
         pthread_mutex_lock(&w->mu);
     }

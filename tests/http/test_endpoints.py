@@ -46,6 +46,25 @@ def test_health_ready_cached(s):
     check(a["latency_ms"] == b["latency_ms"], (a, b))
 
 
+def test_health_after_its_backend_was_terminated(_s):
+    """Issue 11.2: a failover or a DBA ends the health check's session; the database is fine."""
+    app = "qg_health_kill_%d" % os.getpid()
+    url = database_url()
+    s = Server(DATABASE_URL=url + ("&" if "?" in url else "?") + "application_name=" + app,
+               HEALTH_CACHE_MS=60000)
+    kill = ("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+            "WHERE application_name = '%s'" % app)
+    try:
+        check_ok(s.get("/health"))  # opens the health connection, and nothing else
+        check(admin_sql(kill) == "1", "the health backend was not found")
+        check(check_ok(s.get("/health/ready"))["status"] == "healthy", "ready")
+        check(admin_sql(kill) == "1", "the health backend was not reopened")
+        j = check_ok(s.get("/health"))
+        check(j["status"] == "healthy" and j["pool"]["health_connection"] == 1, j)
+    finally:
+        s.stop()
+
+
 def test_pool(s):
     j = check_ok(s.get("/pool"))
     for k in ("size", "max_overflow", "checked_out", "idle", "overflow", "waiting", "timeout_s",

@@ -224,6 +224,37 @@ def test_pool_agrees_with_pg_stat_activity(s):
         t.join()
 
 
+def test_requests_waiting_for_a_worker_are_waiting_and_timeouts(_s):
+    """Issue 11.1: one worker per connection, so a queued request waits for a connection."""
+    s = Server(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=1)
+    try:
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(s.post(
+            "/query", {"sql": "SELECT pg_sleep(2)"}, conn=s.connection()))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        seen = None
+        while seen is None and any(t.is_alive() for t in threads):
+            pool, m = pool_snapshot(s)
+            if pool["waiting"] == 2 and pool["checked_out"] == 1 and \
+                    value(m, "querygate_pool_waiting") == 2:
+                seen = pool
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        check(seen, "never saw waiting 2 while two requests waited; last /pool %r" % pool)
+        check(sorted(r.status for r in answers) == [200, 503, 503], answers)
+        for r in answers:
+            if r.status == 503:
+                check_error(r, 503, "pool_timeout")
+        pool, m = pool_snapshot(s)
+        check(pool["waiting"] == 0 and pool["timeouts"] == 2 and pool["checked_out"] == 0, pool)
+        agree(pool, m, "after the timeouts")
+        check(value(m, "querygate_pool_timeouts_total") == 2, "timeouts_total")
+    finally:
+        s.stop()
+
+
 def test_health_connection_zero_before_any_check(_s):
     url = database_url()
     s = Server(DATABASE_URL=url + ("&" if "?" in url else "?") + "application_name=" + APP + "_2")
