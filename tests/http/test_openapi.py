@@ -221,5 +221,28 @@ def test_error_codes_documented(state):
     check(codes and codes == enum, "reply.c %s vs spec %s" % (codes ^ enum, enum))
 
 
+def test_license_stated(state):
+    spec, _ = state
+    lic = spec["info"]["license"]
+    check(lic.get("identifier") == "Apache-2.0", "info.license: %r" % lic)
+    with open(os.path.join(source_dir(), "LICENSE")) as f:
+        head = f.read(400)
+    check("Apache License" in head and "Version 2.0" in head, "LICENSE: %r" % head[:100])
+    with open(os.path.join(source_dir(), "README.md")) as f:
+        check("Apache-2.0" in f.read(), "README.md does not name the license")
+
+
+def test_links_exist(state):
+    """Every repository file the spec's text or the README links to is in the repository."""
+    spec, _ = state
+    top = source_dir()
+    with open(os.path.join(top, "README.md")) as f:
+        readme = f.read()
+    named = set(re.findall(r"[\w./-]+\.(?:md|ya?ml|png)\b", spec["info"]["description"]))
+    named |= {m for m in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in m}
+    missing = sorted(p for p in named if not os.path.exists(os.path.join(top, p)))
+    check(not missing, "linked but not in the repository: %s" % missing)
+
+
 if __name__ == "__main__":
     run_tests(dict(globals()), setup, teardown)
