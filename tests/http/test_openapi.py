@@ -280,15 +280,27 @@ def test_license_stated(state):
 
 
 def test_links_exist(state):
-    """Every repository file the spec's text or the README links to is in the repository."""
+    """Every repository file the spec's text, the README or docs/*.md link to is there."""
     spec, _ = state
     top = source_dir()
-    with open(os.path.join(top, "README.md")) as f:
-        readme = f.read()
     named = set(re.findall(r"[\w./-]+\.(?:md|ya?ml|png)\b", spec["info"]["description"]))
-    named |= {m for m in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in m}
+    pages = ["README.md"] + ["docs/" + n for n in os.listdir(os.path.join(top, "docs"))
+                             if n.endswith(".md")]
+    check(len(pages) >= 4, "README and docs/design, library, performance: %s" % pages)
+    for page in pages:
+        with open(os.path.join(top, page)) as f:
+            links = re.findall(r"\]\(([^)#\s]+)", f.read())
+        named |= {os.path.normpath(os.path.join(os.path.dirname(page), m))
+                  for m in links if "://" not in m}
     missing = sorted(p for p in named if not os.path.exists(os.path.join(top, p)))
     check(not missing, "linked but not in the repository: %s" % missing)
+
+
+def test_readme_starts_with_the_two_commands(state):
+    with open(os.path.join(source_dir(), "README.md")) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()][:4]
+    check(lines[1] == "```sh" and lines[2].startswith("bash scripts/run ")
+          and lines[3].startswith("bash scripts/test "), lines)
 
 
 if __name__ == "__main__":
