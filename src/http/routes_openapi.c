@@ -1,4 +1,5 @@
 /* GET /openapi.json: the API's description, compiled in; and If-None-Match for cacheable answers. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
