@@ -1,4 +1,5 @@
--- The embedded database's demo table (created once; kept across runs).
+-- The embedded database's demo table (created once; kept across runs; scripts/run --reset
+-- drops it, and anything else querygate's login created, before this runs again).
 SET ROLE qg;
 SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS restaurants (

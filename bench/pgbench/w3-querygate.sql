@@ -1,5 +1,5 @@
 -- W3 as querygate sends a one-statement /update: BEGIN, UPDATE, COMMIT and the session
--- reset in one pipeline. Compare with ../shared/bench/pgbench/w3.sql, the bare UPDATE:
+-- reset in one pipeline. Compare with bench/kit/pgbench/w3.sql, the bare UPDATE:
 --   pgbench -n -M prepared -c 15 -j 2 -T 10 -f bench/pgbench/w3-querygate.sql "$DATABASE_URL"
 \set id random(1, 100000)
 \set s random(1, 3)

@@ -74,6 +74,8 @@ struct qgh_reply {
     const char *cors_methods; /* static: Access-Control-Allow-Methods */
     char cors_headers[128];   /* Access-Control-Allow-Headers */
     char message[256];        /* internal_error's cause, logged with the request id */
+    const char *etag;         /* static ETag of a cacheable 200, or NULL */
+    const char *cache_control; /* static Cache-Control, or NULL */
 };
 
 /* Frees the body and makes r undecided again. */
@@ -369,6 +371,10 @@ void qgh_route_ready(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_live(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call);
 void qgh_route_metrics(const struct qgh_ctx *ctx, struct qgh_call *call);
+void qgh_route_openapi(const struct qgh_ctx *ctx, struct qgh_call *call);
+
+/* A 200 with an ETag that if_none_match (the header; NULL if absent) names becomes 304, no body. */
+void qgh_reply_conditional(struct qgh_reply *r, const char *if_none_match);
 
 /* Appends the /pool object. */
 void qgh_pool_json(const struct qgh_ctx *ctx, qg_buf *out);

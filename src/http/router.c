@@ -8,7 +8,7 @@
  * Every endpoint of the contract. GET routes answer HEAD too. QGH_WORKER
  * routes may wait on the database, so they never run on the event thread.
  * NOTE: /health/live and /health/ready stay open for load balancers; ready
- * shows details only to an admin key (routes_health.c).
+ * shows details only to an admin key (routes_health.c). /openapi.json is open too.
  */
 static const struct qgh_route routes[] = {
     {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_READ},
@@ -20,6 +20,7 @@ static const struct qgh_route routes[] = {
     {"GET", "/health/ready", qgh_route_ready, QGH_WORKER, 0},
     {"GET", "/pool", qgh_route_pool, 0, QGH_SCOPE_ADMIN},
     {"GET", "/metrics", qgh_route_metrics, 0, QGH_SCOPE_ADMIN},
+    {"GET", "/openapi.json", qgh_route_openapi, 0, 0},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

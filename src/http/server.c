@@ -92,6 +92,8 @@ static void add_header(void *arg, const char *name, const char *value)
 static enum MHD_Result send_reply(qg_server *s, struct request *r)
 {
     struct qgh_reply *rep = &r->reply;
+    qgh_reply_conditional(rep, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_IF_NONE_MATCH));
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
     if (!resp)
@@ -109,6 +111,10 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
     if (rep->www_authenticate)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
+    if (rep->etag)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep->etag);
+    if (rep->cache_control)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, rep->cache_control);
     if (rep->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     qgh_cors_headers(s->cors, r->origin, rep, add_header, resp);

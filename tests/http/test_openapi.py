@@ -1,4 +1,5 @@
 """openapi/openapi.yaml: lint it (redocly, when npx is there) and check real answers against it."""
+import json
 import os
 import re
 import shutil
@@ -173,6 +174,7 @@ def cases():
         ("GET", "/pool", None, {}),
         ("GET", "/metrics", None, {}),
         ("POST", "/pool", None, {}),
+        ("GET", "/openapi.json", None, {}),
     ]
 
 
@@ -219,6 +221,86 @@ def test_error_codes_documented(state):
     reply_c = open(os.path.join(source_dir(), "src", "http", "reply.c")).read()
     codes = set(re.findall(r'\{"([a-z_]+)", \d{3}, \d\}', reply_c))
     check(codes and codes == enum, "reply.c %s vs spec %s" % (codes ^ enum, enum))
+
+
+def test_openapi_json_is_the_yaml(state):
+    """openapi/openapi.json (compiled in) is current, and GET /openapi.json serves it as is."""
+    spec, s = state
+    out = subprocess.run([sys.executable, os.path.join(source_dir(), "scripts", "openapi-json"),
+                          "--check"], capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, out.stderr)
+    with open(os.path.join(source_dir(), "openapi", "openapi.json"), "rb") as f:
+        committed = f.read()
+    r = s.get("/openapi.json")
+    check(r.status == 200 and r.header("content-type") == "application/json", r)
+    check(r.raw == committed, "the served document is not openapi/openapi.json")
+    check(json.loads(r.raw) == spec, "the served document is not openapi/openapi.yaml")
+    check("max-age=" in (r.header("cache-control") or ""), r.headers)
+    head = s.request("HEAD", "/openapi.json")
+    check(head.status == 200 and head.raw == b"" and head.header("etag") == r.header("etag"),
+          head)
+
+
+def test_openapi_json_revalidates(state):
+    _, s = state
+    etag = s.get("/openapi.json").header("etag")
+    check(re.fullmatch(r'"[0-9a-f]{32}"', etag or ""), "ETag: %r" % etag)
+    for inm in (etag, "W/" + etag, '"nope", ' + etag, "*"):
+        r = s.get("/openapi.json", headers={"If-None-Match": inm})
+        check(r.status == 304 and r.raw == b"" and r.header("etag") == etag, (inm, r))
+        check(r.header("cache-control") and r.header("x-request-id"), (inm, r.headers))
+    for inm in ('"nope"', etag[:-2] + '"', "W/"):
+        check(s.get("/openapi.json", headers={"If-None-Match": inm}).status == 200, inm)
+    check(s.get("/health/live", headers={"If-None-Match": "*"}).status == 200, "live: no ETag")
+
+
+def test_openapi_json_needs_no_key(state):
+    spec, _ = state
+    key = "k" * 24
+    s = Server(AUTH="keys", API_KEYS="%s read" % key)
+    try:
+        check(s.post("/query", {"sql": "SELECT 1"}).status == 401, "keys are in force")
+        for hdrs in ({}, {"Authorization": "Bearer " + "x" * 24}, {"Authorization": "Bearer " + key}):
+            r = s.get("/openapi.json", headers=hdrs)
+            check(r.status == 200 and r.json == spec, (hdrs, r))
+        check(spec["paths"]["/openapi.json"]["get"]["security"] == [], "the spec says it is open")
+    finally:
+        s.stop()
+
+
+def test_license_stated(state):
+    spec, _ = state
+    lic = spec["info"]["license"]
+    check(lic.get("identifier") == "Apache-2.0", "info.license: %r" % lic)
+    with open(os.path.join(source_dir(), "LICENSE")) as f:
+        head = f.read(400)
+    check("Apache License" in head and "Version 2.0" in head, "LICENSE: %r" % head[:100])
+    with open(os.path.join(source_dir(), "README.md")) as f:
+        check("Apache-2.0" in f.read(), "README.md does not name the license")
+
+
+def test_links_exist(state):
+    """Every repository file the spec's text, the README or docs/*.md link to is there."""
+    spec, _ = state
+    top = source_dir()
+    named = set(re.findall(r"[\w./-]+\.(?:md|ya?ml|png)\b", spec["info"]["description"]))
+    pages = ["README.md"] + ["docs/" + n for n in os.listdir(os.path.join(top, "docs"))
+                             if n.endswith(".md")]
+    check(len(pages) >= 4, "README and docs/design, library, performance: %s" % pages)
+    for page in pages:
+        with open(os.path.join(top, page)) as f:
+            links = re.findall(r"\]\(([^)#\s]+)", f.read())
+        named |= {os.path.normpath(os.path.join(os.path.dirname(page), m))
+                  for m in links if "://" not in m}
+    missing = sorted(p for p in named if not os.path.exists(os.path.join(top, p)))
+    check(not missing, "linked but not in the repository: %s" % missing)
+
+
+def test_readme_starts_with_the_two_commands(state):
+    with open(os.path.join(source_dir(), "README.md")) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()][:4]
+    check(lines[1] == "```sh" and lines[2].startswith("bash scripts/run ")
+          and lines[3].startswith("bash scripts/test "), lines)
 
 
 if __name__ == "__main__":
