@@ -38,8 +38,10 @@ typedef struct qgp_sql {
 
 /*
  * Rewrites sql; *out is new (qgp_sql_free). Errors: QG_ERR_MULTIPLE_STATEMENTS
- * for a second statement after a ';', QG_ERR_INVALID_REQUEST for an empty
- * statement or an unterminated quote/comment (message says which and where).
+ * for a second statement after a ';'; QG_ERR_SQL with SQLSTATE 42601 at
+ * PostgreSQL's position for an unterminated quote/comment (what the server
+ * would answer); QG_ERR_INVALID_REQUEST for an empty statement, a NUL byte, a
+ * positional $1 or a bad :name (message says which and where).
  */
 qg_status qgp_sql_parse(const char *sql, size_t len, qgp_sql **out, qg_error *err) QG_MUSTCHECK;
 void qgp_sql_free(qgp_sql *s);
