@@ -42,7 +42,8 @@ typedef enum qg_status {
  */
 typedef struct qg_error {
     qg_status status;
-    char sqlstate[6];      /* "" unless the server reported one */
+    char sqlstate[6];      /* "" unless the server reported one (or would: 42601 for an
+                              unterminated quote the :name scanner found first) */
     int position;          /* 1-based character in the caller's SQL; 0 if none */
     int statement_index;   /* which statement of a batch/transaction; -1 if none */
     bool outcome_unknown;  /* a write may or may not have been applied */

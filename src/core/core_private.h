@@ -46,8 +46,10 @@ typedef struct qgp_sql {
 
 /*
  * Rewrites sql; *out is new (qgp_sql_free). Errors: QG_ERR_MULTIPLE_STATEMENTS
- * for a second statement after a ';', QG_ERR_INVALID_REQUEST for an empty
- * statement or an unterminated quote/comment (message says which and where).
+ * for a second statement after a ';'; QG_ERR_SQL with SQLSTATE 42601 at
+ * PostgreSQL's position for an unterminated quote/comment (what the server
+ * would answer); QG_ERR_INVALID_REQUEST for an empty statement, a NUL byte, a
+ * positional $1 or a bad :name (message says which and where).
  */
 qg_status qgp_sql_parse(const char *sql, size_t len, qgp_sql **out, qg_error *err) QG_MUSTCHECK;
 void qgp_sql_free(qgp_sql *s);
@@ -81,6 +83,16 @@ const char *qgp_type_name(Oid oid);
 /* The element type of a built-in array type OID, or 0 if oid is not one. */
 Oid qgp_array_elem(Oid array_oid);
 
+/*
+ * timestamp, timestamptz or timetz text (DateStyle ISO) in its RFC 3339 form,
+ * written to buf (cap bytes, NUL-terminated): "2024-01-02T03:04:05.5",
+ * "2024-01-02T03:04:05Z" (any offset is turned into UTC), "13:14:15+02:00".
+ * Returns its length, or 0 when the text is to be kept as it is: infinity,
+ * BC, a year past 9999, 24:00:00, a timetz offset with seconds, another
+ * DateStyle, another type.
+ */
+size_t qgp_time_rfc3339(Oid type, const char *s, size_t n, char *buf, size_t cap);
+
 struct qgp_json_opts {
     bool numbers_as_strings;
 };
@@ -88,7 +100,8 @@ struct qgp_json_opts {
 /*
  * Appends one value in its text form (as libpq returns it) as JSON by type:
  * numbers with their exact digits, NaN/Infinity as strings, bool, embedded
- * json/jsonb, arrays parsed into JSON arrays, everything else a JSON string.
+ * json/jsonb, arrays parsed into JSON arrays, timestamps in RFC 3339 form
+ * (qgp_time_rfc3339), everything else a JSON string.
  */
 void qgp_json_value(qg_buf *out, Oid type, const char *val, size_t len,
                     const struct qgp_json_opts *opt);

@@ -19,8 +19,8 @@
  *   start: `type'x'` is a plain string after an identifier), "..." (with ""),
  *   $$...$$ and $tag$...$tag$ (tag = identifier chars, not starting with a
  *   digit; a `$` inside an identifier such as a$b$ starts nothing), -- line
- *   comments and nested block comments.  U&'..', B'..', X'..', N'..' lex as
- *   plain strings, which is exact for finding where they end.
+ *   comments and nested block comments. U&'..' and N'..' lex as plain
+ *   strings; B'..' and X'..' end at the first quote ('' does not double).
  * - `:name` (name [A-Za-z_][A-Za-z0-9_]*) is a parameter where the colon starts
  *   a token, so NOT when the colon directly follows another colon (`::` is a
  *   cast: `:id::int` is parameter id, then a cast; `x::text` has none) nor when
@@ -36,9 +36,14 @@
  * - The statement ends at the first `;` outside quotes and comments; after it
  *   only whitespace, comments and further `;` may follow, and all of that is
  *   dropped from the rewritten text. Anything else is multiple_statements.
- * - Unterminated quotes, identifiers, dollar quotes and block comments, NUL
- *   bytes and empty statements are invalid_request here, with the 1-based
- *   character position of the culprit, rather than left to the server.
+ * - String literals continue across whitespace holding a newline (and --
+ *   comments): 'a'<newline>'b' is one literal, and after E'..' the rest is
+ *   read with E's escapes, as PostgreSQL does.
+ * - Unterminated quotes, identifiers, dollar quotes and block comments are
+ *   what the server would answer: sql_error, SQLSTATE 42601, at PostgreSQL's
+ *   position (the literal's first character: B of B'.., U of U&'.., the first
+ *   part of a continued literal). NUL bytes and empty statements are
+ *   invalid_request here, with the 1-based character position of the culprit.
  */
 
 #define QGP_MAX_SQL (256u * 1024 * 1024) /* keeps every offset and position in an int */
@@ -285,23 +290,70 @@ static qg_status take_param(struct parser *P, size_t *pi)
     return QG_OK;
 }
 
-/* A quoted run ending at an unescaped `q` (doubled `q` is one); backslash escapes when esc. */
-static qg_status skip_quoted(struct parser *P, size_t start, size_t from, unsigned char q,
-                             bool esc, size_t *pi)
+/* The quoted tokens, by how they end. */
+enum quoted {
+    Q_STRING, /* '..', U&'..', N'..' ('' is a quote) */
+    Q_ESCAPE, /* E'..': backslash escapes too */
+    Q_BITS,   /* B'..': '' ends it, no doubling */
+    Q_HEX,    /* X'..': as B'..' */
+    Q_IDENT,  /* "..", U&".." ("" is a quote) */
+};
+
+/*
+ * After a literal's closing quote at i - 1: the index of the quote that
+ * continues it (PostgreSQL's quotecontinue: whitespace holding a newline, --
+ * comments allowed), or 0.
+ */
+static size_t continued(const unsigned char *s, size_t i, size_t n)
+{
+    bool newline = false;
+    while (i < n) {
+        if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') {
+            while (i < n && s[i] != '\n' && s[i] != '\r')
+                i++;
+        } else if (is_space(s[i])) {
+            newline |= s[i] == '\n' || s[i] == '\r';
+            i++;
+        } else {
+            break;
+        }
+    }
+    return newline && i < n && s[i] == '\'' ? i : 0;
+}
+
+/* PostgreSQL's answer to a literal or comment left open at `at`: 42601, at that character. */
+static qg_status unterminated(struct parser *P, size_t at, const char *what, const char *close)
+{
+    if (!P->err || P->err->status != QG_OK)
+        return QG_ERR_SQL;
+    fail_at(P, QG_ERR_SQL, at, "the sql string has an unterminated %s starting at character %zu; %s",
+            what, char_count((const char *)P->s, at) + 1, close);
+    memcpy(P->err->sqlstate, "42601", 6);
+    return QG_ERR_SQL;
+}
+
+/* A quoted token of kind k opening at `start`, its text from `from`. */
+static qg_status skip_quoted(struct parser *P, size_t start, size_t from, enum quoted k,
+                             size_t *pi)
 {
     const unsigned char *s = P->s;
-    size_t i = from;
+    unsigned char q = k == Q_IDENT ? '"' : '\'';
+    bool esc = k == Q_ESCAPE, doubled = k != Q_BITS && k != Q_HEX;
+    size_t i = from, more;
     while (i < P->n) {
         unsigned char c = s[i];
         if (esc && c == '\\') {
             i += 2;
         } else if (c == q) {
-            if (i + 1 < P->n && s[i + 1] == q) {
+            if (doubled && i + 1 < P->n && s[i + 1] == q) {
                 i += 2;
                 continue;
             }
-            *pi = i + 1;
-            return QG_OK;
+            if (k == Q_IDENT || !(more = continued(s, i + 1, P->n))) {
+                *pi = i + 1;
+                return QG_OK;
+            }
+            i = more + 1;
         } else if (!esc) {
             const unsigned char *e = memchr(s + i, q, P->n - i);
             i = e ? (size_t)(e - s) : P->n;
@@ -309,14 +361,34 @@ static qg_status skip_quoted(struct parser *P, size_t start, size_t from, unsign
             i++;
         }
     }
-    if (q == '"')
-        return fail_at(P, QG_ERR_INVALID_REQUEST, start,
-                       "the sql string has an unterminated quoted identifier starting at "
-                       "character %zu; close it with \"",
-                       char_count((const char *)s, start) + 1);
-    return fail_at(P, QG_ERR_INVALID_REQUEST, start,
-                   "the sql string has an unterminated quoted string starting at character "
-                   "%zu; close it with '", char_count((const char *)s, start) + 1);
+    switch (k) {
+    case Q_IDENT: return unterminated(P, start, "quoted identifier", "close it with \"");
+    case Q_BITS: return unterminated(P, start, "bit string literal", "close it with '");
+    case Q_HEX: return unterminated(P, start, "hexadecimal string literal", "close it with '");
+    case Q_ESCAPE:
+        return unterminated(P, start, "quoted string",
+                            "close it with ' (in E'...' a backslash escapes the next character)");
+    case Q_STRING: break;
+    }
+    return unterminated(P, start, "quoted string", "close it with '");
+}
+
+/* B'.., X'.., E'.., U&'.. or U&".. at i (a token start): its kind and where its text begins. */
+static bool prefixed_quote(const unsigned char *s, size_t i, size_t n, enum quoted *k,
+                           size_t *from)
+{
+    unsigned char c = s[i] | 0x20, next = i + 1 < n ? s[i + 1] : 0;
+    if (next == '\'' && (c == 'e' || c == 'b' || c == 'x')) {
+        *k = c == 'e' ? Q_ESCAPE : c == 'b' ? Q_BITS : Q_HEX;
+        *from = i + 2;
+        return true;
+    }
+    if (c == 'u' && next == '&' && i + 2 < n && (s[i + 2] == '\'' || s[i + 2] == '"')) {
+        *k = s[i + 2] == '"' ? Q_IDENT : Q_STRING;
+        *from = i + 3;
+        return true;
+    }
+    return false;
 }
 
 static qg_status skip_block_comment(struct parser *P, size_t *pi)
@@ -337,10 +409,8 @@ static qg_status skip_block_comment(struct parser *P, size_t *pi)
             i++;
         }
     }
-    return fail_at(P, QG_ERR_INVALID_REQUEST, start,
-                   "the sql string has an unterminated /* comment starting at character %zu "
-                   "(block comments nest in PostgreSQL: each /* needs its */)",
-                   char_count((const char *)s, start) + 1);
+    return unterminated(P, start, "/* comment",
+                        "block comments nest in PostgreSQL: each /* needs its */");
 }
 
 /* `$` at a token start: a dollar quote, a refused positional parameter, or an operator char. */
@@ -374,11 +444,10 @@ static qg_status take_dollar(struct parser *P, size_t *pi)
             return QG_OK;
         }
     }
-    return fail_at(P, QG_ERR_INVALID_REQUEST, i,
-                   "the sql string has an unterminated dollar-quoted string starting at "
-                   "character %zu; close it with %.*s",
-                   char_count((const char *)s, i) + 1, (int)(tag_len > 64 ? 64 : tag_len),
-                   (const char *)s + i);
+    char close[80];
+    snprintf(close, sizeof close, "close it with %.*s", (int)(tag_len > 64 ? 64 : tag_len),
+             (const char *)s + i);
+    return unterminated(P, i, "dollar-quoted string", close);
 }
 
 /* A number's extent, so that a `$` or quote right after it starts a new token. */
@@ -407,9 +476,9 @@ static qg_status take_token(struct parser *P, size_t *pi)
     unsigned char c = s[i], next = i + 1 < n ? s[i + 1] : 0;
     switch (c) {
     case '\'':
-        return skip_quoted(P, i, i + 1, '\'', false, pi);
+        return skip_quoted(P, i, i + 1, Q_STRING, pi);
     case '"':
-        return skip_quoted(P, i, i + 1, '"', false, pi);
+        return skip_quoted(P, i, i + 1, Q_IDENT, pi);
     case '$':
         return take_dollar(P, pi);
     case ':':
@@ -432,8 +501,10 @@ static qg_status take_token(struct parser *P, size_t *pi)
         }
         if (!ident_start(c))
             break;
-        if ((c | 0x20) == 'e' && next == '\'')
-            return skip_quoted(P, i, i + 2, '\'', true, pi);
+        enum quoted k;
+        size_t from;
+        if (prefixed_quote(s, i, n, &k, &from))
+            return skip_quoted(P, i, from, k, pi);
         for (i++; i < n && ident_cont(s[i]); i++)
             ;
         *pi = P->word_end = i;

@@ -1,4 +1,4 @@
-/* PostgreSQL values (text format) as the contract's JSON: numbers, bools, json, arrays, strings. */
+/* PostgreSQL values (text format) as the contract's JSON: numbers, bools, json, arrays, times, strings. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,9 @@ enum {
     OID_BOX = 603,
     OID_FLOAT4 = 700,
     OID_FLOAT8 = 701,
+    OID_TIMESTAMP = 1114,
+    OID_TIMESTAMPTZ = 1184,
+    OID_TIMETZ = 1266,
     OID_NUMERIC = 1700,
     OID_JSONB = 3802,
 };
@@ -29,6 +32,7 @@ enum kind {
     K_BIGNUM, /* int8, numeric: the digits, or a string with numbers_as_strings */
     K_BOOL,   /* "t"/"f" */
     K_JSON,   /* json, jsonb: embedded */
+    K_TIME,   /* timestamp, timestamptz, timetz: RFC 3339 where it has a form */
     K_ARRAY,  /* a built-in array type: parsed into a JSON array */
 };
 
@@ -46,6 +50,8 @@ static enum kind kind_of(Oid type)
         return K_BOOL;
     case OID_JSON: case OID_JSONB:
         return K_JSON;
+    case OID_TIMESTAMP: case OID_TIMESTAMPTZ: case OID_TIMETZ:
+        return K_TIME;
     default:
         return qgp_array_elem(type) ? K_ARRAY : K_STRING;
     }
@@ -130,6 +136,19 @@ static void put_bool(qg_buf *out, const char *s, size_t n)
         qg_buf_append(out, "true", 4);
     else if (n == 1 && s[0] == 'f')
         qg_buf_append(out, "false", 5);
+    else
+        qg_buf_json_string(out, s, n);
+}
+
+/* ---- times -------------------------------------------------------------- */
+
+/* NOTE: DateStyle ISO writes a space and "+00"; strict parsers want "T" and "Z". */
+static void put_time(qg_buf *out, Oid type, const char *s, size_t n)
+{
+    char t[64];
+    size_t m = qgp_time_rfc3339(type, s, n, t, sizeof t);
+    if (m)
+        qg_buf_json_string(out, t, m);
     else
         qg_buf_json_string(out, s, n);
 }
@@ -397,7 +416,7 @@ static bool read_element(const char *s, size_t n, size_t *i, char delim, struct 
     return p < n && (s[p] == delim || s[p] == '}');
 }
 
-static void put_element(qg_buf *out, enum kind k, const struct elem *e,
+static void put_element(qg_buf *out, enum kind k, Oid type, const struct elem *e,
                         const struct qgp_json_opts *opt)
 {
     bool plain = !e->quoted && !e->escaped;
@@ -411,6 +430,8 @@ static void put_element(qg_buf *out, enum kind k, const struct elem *e,
         put_number(out, e->s, e->n, k == K_BIGNUM && opt && opt->numbers_as_strings);
     } else if (plain && k == K_BOOL) {
         put_bool(out, e->s, e->n);
+    } else if (!e->escaped && k == K_TIME) {
+        put_time(out, type, e->s, e->n);
     } else {
         put_string(out, e->s, e->n, e->escaped);
     }
@@ -435,8 +456,8 @@ static bool open_level(unsigned char *items, int *depth)
  * holds a partial result for the caller to cut). Sub-array lengths are not
  * compared: a ragged text still gives valid JSON.
  */
-static bool put_array_text(qg_buf *out, enum kind k, char delim, const char *s, size_t n,
-                           const struct qgp_json_opts *opt)
+static bool put_array_text(qg_buf *out, enum kind k, Oid elem, char delim, const char *s,
+                           size_t n, const struct qgp_json_opts *opt)
 {
     enum { FIRST, NEXT, AFTER } st = NEXT; /* after '{', after a delimiter, after an item */
     unsigned char items[MAX_DIMS + 1] = {0};
@@ -471,7 +492,7 @@ static bool put_array_text(qg_buf *out, enum kind k, char delim, const char *s, 
             items[depth] = ITEMS_SCALARS;
             if (!read_element(s, n, &i, delim, &e))
                 return false;
-            put_element(out, k, &e, opt);
+            put_element(out, k, elem, &e, opt);
             st = AFTER;
         }
     }
@@ -485,7 +506,8 @@ static void put_array(qg_buf *out, Oid type, const char *s, size_t n,
     enum kind k = kind_of(elem);
     size_t start = out->len;
     /* NOTE: box is the only built-in type whose array delimiter is not ','. */
-    if (put_array_text(out, k == K_ARRAY ? K_STRING : k, elem == OID_BOX ? ';' : ',', s, n, opt)
+    if (put_array_text(out, k == K_ARRAY ? K_STRING : k, elem, elem == OID_BOX ? ';' : ',', s, n,
+                       opt)
         || out->oom)
         return;
     out->len = start;
@@ -510,6 +532,7 @@ void qgp_json_value(qg_buf *out, Oid type, const char *val, size_t len,
     case K_BIGNUM: put_number(out, val, len, opt && opt->numbers_as_strings); break;
     case K_BOOL: put_bool(out, val, len); break;
     case K_JSON: put_json(out, val, len, false); break;
+    case K_TIME: put_time(out, type, val, len); break;
     case K_ARRAY: put_array(out, type, val, len, opt); break;
     case K_STRING: qg_buf_json_string(out, val, len); break;
     }

@@ -87,6 +87,14 @@ static void behind_pgbouncer(void)
     v = first_value(m, "SELECT current_setting('IntervalStyle')");
     CHECK_STR(v, "\"iso_8601\"");
     free(v);
+    /* Times in RFC 3339 UTC, also when a statement moves TimeZone in its transaction. */
+    v = first_value(m, "SELECT '2024-07-01 02:00+02'::timestamptz");
+    CHECK_STR(v, "\"2024-07-01T00:00:00Z\"");
+    free(v);
+    v = first_value(m, "SELECT x FROM (SELECT set_config('TimeZone', 'Asia/Kolkata', true) AS s, "
+                       "'2024-07-01 00:00Z'::timestamptz AS x OFFSET 0) q");
+    CHECK_STR(v, "\"2024-07-01T00:00:00Z\"");
+    free(v);
     /* Several statements, several connections, in transaction pooling mode. */
     for (int i = 0; i < 20; i++) {
         v = first_value(m, "SELECT count(*) FROM generate_series(1, 10)");

@@ -1,5 +1,6 @@
 /* PostgreSQL itself agrees with qgp_sql_parse: parameter counts, literal texts, error positions. */
 #include "core_private.h"
+#include "open_literals.h"
 #include "qgtest.h"
 
 static PGconn *conn;
@@ -75,6 +76,11 @@ static void literals_untouched(void)
               "{1,2}");
     CHECK_STR(first_value("SELECT U&'d\\0061:x' || B'1'::text || :b::text"), "da:x1b");
     CHECK_STR(first_value("SELECT ';' || :b::text;  -- end"), ";b");
+    /* a literal continued on the next line keeps E's escapes */
+    CHECK_STR(first_value("SELECT E'a'\n'\\'' || :b::text"), "a'b");
+    CHECK_STR(first_value("SELECT E'a' -- c\n ':x\\'' || :b::text"), "a:x'b");
+    CHECK_STR(first_value("SELECT 'a'\n'\\' || :b::text"), "a\\b");
+    CHECK_STR(first_value("SELECT B'0'\n'1'::text || :b::text"), "01b");
 }
 
 static void positional_numbers(void)
@@ -116,6 +122,38 @@ static void positions(void)
     error_position("SELECT 1$$:a$$", "$$:a$$");
 }
 
+/*
+ * A literal or comment left open: the scanner answers what the server answers
+ * for the same text, SQLSTATE, position and the kind named in the message.
+ */
+static void unterminated_as_server(void)
+{
+    for (size_t i = 0; i < sizeof open_literals / sizeof open_literals[0]; i++) {
+        const char *sql = open_literals[i].sql;
+        PGresult *r = PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        qgp_sql *q = NULL;
+        qg_error e;
+        qg_error_clear(&e);
+        qg_status st = qgp_sql_parse(sql, strlen(sql), &q, &e);
+        char kind[64];
+        snprintf(kind, sizeof kind, "unterminated %s", open_literals[i].what);
+        bool same = state && pos && msg && st == QG_ERR_SQL && !strcmp(e.sqlstate, state) &&
+                    e.position == atoi(pos) && !strncmp(msg, kind, strlen(kind)) &&
+                    strstr(e.message, kind);
+        if (!same) {
+            fprintf(stderr, "%s\n    server: %s at %s: %s\n    ours:   %s at %d: %s\n", sql,
+                    state ? state : "-", pos ? pos : "-", msg ? msg : "-", e.sqlstate,
+                    e.position, e.message);
+            qgt_failures++;
+        }
+        qgp_sql_free(q);
+        PQclear(r);
+    }
+}
+
 int main(void)
 {
     conn = PQconnectdb(qgt_database_url());
@@ -127,6 +165,7 @@ int main(void)
     RUN(literals_untouched);
     RUN(positional_numbers);
     RUN(positions);
+    RUN(unterminated_as_server);
     PQfinish(conn);
     return qgt_done();
 }

@@ -4,6 +4,7 @@
 
 #include "core_private.h"
 #include "qgtest.h"
+#include "rfc3339.h"
 
 /* One SELECT expression and the JSON its value must become. */
 struct tcase {
@@ -44,10 +45,19 @@ static const struct tcase cases[] = {
     {"E'a\"b\\\\c\\nd\\t'::text", "\"a\\\"b\\\\c\\nd\\t\""},
     {"'abc  '::char(5)", "\"abc  \""},
     {"'2024-02-29'::date", "\"2024-02-29\""},
-    {"'2024-02-29 13:14:15.5+02'::timestamptz", "\"2024-02-29 11:14:15.5+00\""},
-    {"'2024-02-29 13:14:15'::timestamp", "\"2024-02-29 13:14:15\""},
+    {"'2024-02-29 13:14:15.5+02'::timestamptz", "\"2024-02-29T11:14:15.5Z\""},
+    {"'2024-02-29 13:14:15'::timestamp", "\"2024-02-29T13:14:15\""},
     {"'13:14:15'::time", "\"13:14:15\""},
-    {"'13:14:15+02'::timetz", "\"13:14:15+02\""},
+    {"'13:14:15+02'::timetz", "\"13:14:15+02:00\""},
+    {"'13:14:15.25+05:30'::timetz", "\"13:14:15.25+05:30\""},
+    {"'infinity'::timestamptz", "\"infinity\""},
+    {"'-infinity'::timestamp", "\"-infinity\""},
+    {"'0044-03-15 10:00 BC'::timestamptz", "\"0044-03-15 10:00:00+00 BC\""},
+    {"'0044-03-15 10:00 BC'::timestamp", "\"0044-03-15 10:00:00 BC\""},
+    {"'0044-03-15 BC'::date", "\"0044-03-15 BC\""},
+    {"'12345-01-01 00:00Z'::timestamptz", "\"12345-01-01 00:00:00+00\""},
+    {"'13:14:15+01:02:03'::timetz", "\"13:14:15+01:02:03\""},
+    {"'24:00:00'::time", "\"24:00:00\""},
     {"'1 year 2 months 3 days 04:05:06'::interval", "\"P1Y2M3DT4H5M6S\""},
     {"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid", "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""},
     {"'192.168.0.1/24'::inet", "\"192.168.0.1/24\""},
@@ -91,8 +101,10 @@ static const struct tcase cases[] = {
     {"ARRAY['1.5'::float4]", "[1.5]"},
     {"ARRAY['\\x00ff'::bytea,NULL,'']", "[\"\\\\x00ff\",null,\"\\\\x\"]"},
     {"ARRAY['2024-01-01'::date,NULL]", "[\"2024-01-01\",null]"},
-    {"ARRAY['2024-01-01 10:00+02'::timestamptz]", "[\"2024-01-01 08:00:00+00\"]"},
-    {"ARRAY['2024-01-01 10:00'::timestamp]", "[\"2024-01-01 10:00:00\"]"},
+    {"ARRAY['2024-01-01 10:00+02'::timestamptz,'infinity',NULL]",
+     "[\"2024-01-01T08:00:00Z\",\"infinity\",null]"},
+    {"ARRAY['2024-01-01 10:00'::timestamp]", "[\"2024-01-01T10:00:00\"]"},
+    {"ARRAY['13:14:15+02'::timetz,'13:14:15-05:30']", "[\"13:14:15+02:00\",\"13:14:15-05:30\"]"},
     {"ARRAY['1 day 02:00'::interval]", "[\"P1DT2H\"]"},
     {"ARRAY['13:14:15'::time]", "[\"13:14:15\"]"},
     {"ARRAY['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid]",
@@ -122,6 +134,9 @@ static const struct tcase cases_as_strings[] = {
     {"ARRAY[1,NULL]::int8[]", "[\"1\",null]"},
     {"ARRAY[1.50]::numeric[]", "[\"1.50\"]"},
     {"ARRAY[7]::int2[]", "[7]"},
+    {"'2024-02-29 13:14:15.5+02'::timestamptz", "\"2024-02-29T11:14:15.5Z\""},
+    {"ARRAY['2024-01-01 10:00'::timestamp]", "[\"2024-01-01T10:00:00\"]"},
+    {"'13:14:15+02'::timetz", "\"13:14:15+02:00\""},
 };
 
 static bool valid_json(const char *s)
@@ -173,6 +188,123 @@ static void run_cases(PGconn *c, const struct tcase *tc, size_t n, bool as_strin
     }
 }
 
+/* ---- times: RFC 3339 under any session TimeZone ------------------------- */
+
+/* A time expression; strict: it must come out in the contract's RFC 3339 form. */
+struct tcase_time {
+    const char *expr;
+    bool strict;
+};
+
+static const struct tcase_time time_cases[] = {
+    {"now()", true},
+    {"clock_timestamp()", true},
+    {"'2026-12-02 11:59:28.607974Z'::timestamptz", true},
+    {"'2024-02-29 23:30Z'::timestamptz", true},
+    {"'1800-01-01 00:00Z'::timestamptz", true}, /* local mean time offsets, with seconds */
+    {"'1969-12-31 23:59:59.5Z'::timestamptz", true},
+    {"'0001-01-01 12:00Z'::timestamptz", true},
+    {"'9999-12-31 23:59:59.999999Z'::timestamptz", true},
+    {"'infinity'::timestamptz", false},
+    {"'-infinity'::timestamptz", false},
+    {"'0044-03-15 10:00Z BC'::timestamptz", false},
+    {"'12345-06-07 00:00Z'::timestamptz", false},
+    {"localtimestamp", true},
+    {"'2024-02-29 13:14:15.000001'::timestamp", true},
+    {"'0001-01-01 00:00'::timestamp", true},
+    {"'infinity'::timestamp", false},
+    {"'0044-03-15 BC'::timestamp", false},
+    {"'294276-12-31 23:59:59'::timestamp", false},
+    {"current_time", true},
+    {"'13:14:15+02'::timetz", true},
+    {"'00:00:00.5-15:59'::timetz", true},
+    {"'13:14:15+01:02:03'::timetz", false},
+    {"'24:00:00+02'::timetz", false},
+    {"current_date", true},
+    {"'2024-02-29'::date", true},
+    {"localtime", true},
+    {"'23:59:59.999999'::time", true},
+};
+
+static const char *time_pattern(Oid type)
+{
+    switch (type) {
+    case 1184: return R3339_TIMESTAMPTZ;
+    case 1114: return R3339_TIMESTAMP;
+    case 1266: return R3339_TIMETZ;
+    case 1082: return R3339_DATE;
+    default: return R3339_TIME;
+    }
+}
+
+/* The server reads s as the same value as its own text (in the session's TimeZone). */
+static bool same_value(PGconn *c, const char *type, const char *s, const char *server_text)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT $1::%s = $2::%s", type, type);
+    const char *vals[2] = {s, server_text};
+    PGresult *r = PQexecParams(c, sql, 2, NULL, vals, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    return ok;
+}
+
+/* One value, alone and as an array element, in both number modes. */
+static void check_time(PGconn *c, const struct tcase_time *tc, const char *zone)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT v, ARRAY[v, NULL] FROM (SELECT %s AS v) s", tc->expr);
+    PGresult *res = exec_ok(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        return;
+    }
+    Oid type = PQftype(res, 0);
+    const char *server_text = PQgetvalue(res, 0, 0);
+    char **keys = qgp_json_keys(res);
+    for (int as_strings = 0; as_strings < 2; as_strings++) {
+        struct qgp_json_opts opt = {.numbers_as_strings = as_strings};
+        qg_buf b;
+        qg_buf_init(&b);
+        qgp_json_row(&b, res, 0, keys, &opt);
+        json_t *row = json_loads(b.data ? b.data : "", 0, NULL);
+        json_t *arr = json_object_get(row, "array");
+        const char *v = json_string_value(json_object_get(row, "v"));
+        const char *elem = json_string_value(json_array_get(arr, 0));
+        bool ok = v && elem && !strcmp(v, elem) && json_is_null(json_array_get(arr, 1)) &&
+                  (tc->strict ? r3339_match(time_pattern(type), v) &&
+                                    same_value(c, qgp_type_name(type), v, server_text)
+                              : !strcmp(v, server_text));
+        if (!ok) {
+            fprintf(stderr, "TimeZone %s: SELECT %s\n    server text: %s\n    got: %s\n", zone,
+                    tc->expr, server_text, b.data ? b.data : "(null)");
+            qgt_failures++;
+        }
+        json_decref(row);
+        qg_buf_free(&b);
+    }
+    qgp_json_keys_free(keys, PQnfields(res));
+    PQclear(res);
+}
+
+/*
+ * The service sets TimeZone=UTC, DateStyle=ISO (per transaction behind a
+ * pooler), but a statement may SET TimeZone: values still come out in UTC.
+ */
+static void test_times_any_zone(PGconn *c)
+{
+    static const char *const zones[] = {"UTC", "Europe/Amsterdam", "Asia/Kolkata",
+                                        "America/St_Johns", "Pacific/Chatham", "Pacific/Kiritimati"};
+    char sql[128];
+    for (size_t z = 0; z < sizeof zones / sizeof zones[0]; z++) {
+        snprintf(sql, sizeof sql, "SET TimeZone='%s'", zones[z]);
+        PQclear(exec_ok(c, sql));
+        for (size_t i = 0; i < sizeof time_cases / sizeof time_cases[0]; i++)
+            check_time(c, &time_cases[i], zones[z]);
+    }
+    PQclear(exec_ok(c, "SET TimeZone=UTC"));
+}
+
 static void test_duplicate_columns(PGconn *c)
 {
     PGresult *res = exec_ok(c, "SELECT 1 AS id, 2::int8 AS id, 'x' AS id_2, "
@@ -210,6 +342,7 @@ int main(void)
                        "CREATE TYPE pg_temp.mood AS ENUM ('sad', 'happy')"));
     run_cases(c, cases, sizeof cases / sizeof cases[0], false);
     run_cases(c, cases_as_strings, sizeof cases_as_strings / sizeof cases_as_strings[0], true);
+    test_times_any_zone(c);
     test_duplicate_columns(c);
     PQfinish(c);
     return qgt_done();

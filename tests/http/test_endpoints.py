@@ -209,6 +209,27 @@ def test_sql_error(s):
     check(e["sqlstate"] == "22012", e)
 
 
+def test_unterminated_is_sql_error(s):
+    """PostgreSQL answers 42601 at these positions (tests/db/test_params_pg.c compares)."""
+    for sql, pos in (("SELECT 'abc", 8), ('SELECT "abc', 8), ("SELECT $$abc", 8),
+                     ("SELECT 1 /* x", 10), ("SELECT E'a\\'", 8), ("SELECT :a, 'é', 'x", 17),
+                     ("SELECT 'a'\n'b", 8)):
+        e = check_error(s.post("/query", {"sql": sql, "params": {"a": 1}} if ":a" in sql
+                               else {"sql": sql}), 400, "sql_error", sql)
+        check(e["sqlstate"] == "42601" and e["position"] == pos and
+              "unterminated" in e["message"], (sql, e))
+    e = check_error(s.post("/transaction", {"statements": [{"sql": "SELECT 1"},
+                                                           {"sql": "SELECT 'x"}]}),
+                    400, "sql_error")
+    check(e["sqlstate"] == "42601" and e["position"] == 8 and e["statement_index"] == 1, e)
+    # The server finds it (backslash escapes: the scanner assumes standard strings), at
+    # the caller's position, not the rewritten text's.
+    e = check_error(s.post("/transaction", {"statements": [
+        {"sql": "SET LOCAL standard_conforming_strings = off"},
+        {"sql": "SELECT :x::text, 'a\\'", "params": {"x": "1"}}]}), 400, "sql_error")
+    check(e["sqlstate"] == "42601" and e["position"] == 18 and e["statement_index"] == 1, e)
+
+
 def test_forbidden(s):
     e = check_error(s.post("/query", {"sql": "SELECT * FROM %s_secret" % T}), 403, "forbidden")
     check(e["sqlstate"] == "42501", e)

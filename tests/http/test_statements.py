@@ -1,6 +1,7 @@
 """/query, /update, /insert, /transaction: values of every type, batches, transactions, safety."""
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -101,11 +102,38 @@ def test_text_forms(s):
                  "'2024-02-29 13:14:15.5'::timestamp c, '2024-02-29 13:14:15+02'::timestamptz d, "
                  "'1 day 2 hours'::interval e, '12:34:56'::time f, "
                  "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid g, '10.0.0.1/8'::inet h, "
-                 "'happy'::%s_mood i, 'héllo ☃'::text k" % T)
-    check(j["rows"] == [{"a": "\\x00ff", "b": "2024-02-29", "c": "2024-02-29 13:14:15.5",
-                         "d": "2024-02-29 11:14:15+00", "e": "P1DT2H", "f": "12:34:56",
+                 "'happy'::%s_mood i, 'héllo ☃'::text k, '13:14:15+02'::timetz l" % T)
+    check(j["rows"] == [{"a": "\\x00ff", "b": "2024-02-29", "c": "2024-02-29T13:14:15.5",
+                         "d": "2024-02-29T11:14:15Z", "e": "P1DT2H", "f": "12:34:56",
                          "g": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "h": "10.0.0.1/8",
-                         "i": "happy", "k": "héllo ☃"}], j)
+                         "i": "happy", "k": "héllo ☃", "l": "13:14:15+02:00"}], j)
+
+
+# RFC 3339 section 5.6, rule by rule: the forms strict parsers (Java, Go) accept.
+_PARTIAL_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+_FULL_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+RFC3339_UTC = re.compile(_FULL_DATE + "T" + _PARTIAL_TIME + "Z")
+RFC3339_LOCAL = re.compile(_FULL_DATE + "T" + _PARTIAL_TIME)
+RFC3339_FULL_TIME = re.compile(_PARTIAL_TIME + r"[+-]([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def test_times_rfc3339(s):
+    sql = ("SELECT now() a, localtimestamp b, current_time c, ARRAY[now(), NULL] d, "
+           "'infinity'::timestamptz e, '0044-03-15 10:00Z BC'::timestamptz f, "
+           "'-infinity'::timestamp g")
+    for as_strings in (False, True):
+        row = query(s, sql, numbers_as_strings=as_strings)["rows"][0]
+        check(RFC3339_UTC.fullmatch(row["a"]) and RFC3339_LOCAL.fullmatch(row["b"]) and
+              RFC3339_FULL_TIME.fullmatch(row["c"]) and row["d"] == [row["a"], None], row)
+        check(row["e"] == "infinity" and row["f"] == "0044-03-15 10:00:00+00 BC" and
+              row["g"] == "-infinity", row)
+    # A statement may move the session's TimeZone: still UTC, the same instant.
+    j = check_ok(s.post("/transaction", {"statements": [
+        {"sql": "SET LOCAL TimeZone = 'America/St_Johns'"},
+        {"sql": "SELECT '2024-07-01 00:00:00.5Z'::timestamptz t, current_setting('TimeZone') z"},
+    ]}))
+    check(j["results"][1]["rows"] == [{"t": "2024-07-01T00:00:00.5Z", "z": "America/St_Johns"}],
+          j)
 
 
 def test_duplicate_columns(s):

@@ -1,6 +1,7 @@
 /* :name -> $n rewriting: every lexical rule, statement splitting, errors, position map. */
 #include "core_private.h"
 #include "qgtest.h"
+#include "open_literals.h"
 
 static char got[8192];
 
@@ -145,8 +146,8 @@ static void e_strings(void)
     CHECK_STR(rw("SELECT type'\\', :b"), "SELECT type'\\', $1");
     CHECK_STR(rw("SELECT xe'\\', :b"), "SELECT xe'\\', $1");
     CHECK_STR(rw("SELECT (E'\\'', :b)"), "SELECT (E'\\'', $1)");
-    CHECK_STR(err_of("SELECT E'\\'"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT E'abc\\"), "invalid_request@8");
+    CHECK_STR(err_of("SELECT E'\\'"), "sql_error@8");
+    CHECK_STR(err_of("SELECT E'abc\\"), "sql_error@8");
 }
 
 static void quoted_identifiers(void)
@@ -157,8 +158,8 @@ static void quoted_identifiers(void)
     CHECK_STR(rw("SELECT \"x\\\", :c"), "SELECT \"x\\\", $1");
     CHECK_STR(rw("SELECT U&\"d:a\", :c"), "SELECT U&\"d:a\", $1");
     CHECK_STR(rw("SELECT 'a\"b', :c, '\"'"), "SELECT 'a\"b', $1, '\"'");
-    CHECK_STR(err_of("SELECT \"abc"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT \"a\"\""), "invalid_request@8");
+    CHECK_STR(err_of("SELECT \"abc"), "sql_error@8");
+    CHECK_STR(err_of("SELECT \"a\"\""), "sql_error@8");
 }
 
 static void dollar_quotes(void)
@@ -184,11 +185,11 @@ static void dollar_quotes(void)
     CHECK_STR(rw("SELECT $a :b"), "SELECT $a $1");
     CHECK_STR(rw("SELECT $ :b"), "SELECT $ $1");
     CHECK_STR(rw("SELECT :b $"), "SELECT $1 $");
-    CHECK_STR(err_of("SELECT $$abc"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT $a$ abc $b$"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT $a$ abc $a"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT $$$"), "invalid_request@8");
-    CHECK_STR(rw("SELECT $a$"), "!invalid_request@8: the sql string has an unterminated "
+    CHECK_STR(err_of("SELECT $$abc"), "sql_error@8");
+    CHECK_STR(err_of("SELECT $a$ abc $b$"), "sql_error@8");
+    CHECK_STR(err_of("SELECT $a$ abc $a"), "sql_error@8");
+    CHECK_STR(err_of("SELECT $$$"), "sql_error@8");
+    CHECK_STR(rw("SELECT $a$"), "!sql_error@8: the sql string has an unterminated "
                                 "dollar-quoted string starting at character 8; close it with $a$");
 }
 
@@ -216,9 +217,9 @@ static void comments(void)
     CHECK_STR(rw("SELECT 2 +-- x\n:b"), "SELECT 2 +-- x\n$1");
     CHECK_STR(rw("SELECT 2 +/* x */:b"), "SELECT 2 +/* x */$1");
     CHECK_STR(rw("SELECT 4 / 2 - 1, *:b"), "SELECT 4 / 2 - 1, *$1");
-    CHECK_STR(err_of("SELECT /* x"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT /* /* x */"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT 1 /*/"), "invalid_request@10");
+    CHECK_STR(err_of("SELECT /* x"), "sql_error@8");
+    CHECK_STR(err_of("SELECT /* /* x */"), "sql_error@8");
+    CHECK_STR(err_of("SELECT 1 /*/"), "sql_error@10");
     CHECK(strstr(rw("SELECT /* x"), "unterminated /* comment starting at character 8") != NULL);
 }
 
@@ -239,7 +240,7 @@ static void statements(void)
     CHECK_STR(rw("SELECT 1;"), "SELECT 1");
     CHECK_STR(rw("SELECT :a ;  ;\n;\t"), "SELECT $1 ");
     CHECK_STR(rw("SELECT 1; -- done\n /* and */ ;"), "SELECT 1");
-    CHECK_STR(err_of("SELECT 1; /* open"), "invalid_request@11");
+    CHECK_STR(err_of("SELECT 1; /* open"), "sql_error@11");
     CHECK_STR(rw("SELECT ';', \";\", $$;$$, E'\\';' /* ; */ -- ;"),
               "SELECT ';', \";\", $$;$$, E'\\';' /* ; */ -- ;");
     CHECK_STR(rw("SELECT 1 -- ; SELECT 2"), "SELECT 1 -- ; SELECT 2");
@@ -270,7 +271,7 @@ static void empty_and_bad_input(void)
     CHECK(q == NULL);
     CHECK_INT(e.status, QG_ERR_INVALID_REQUEST);
     CHECK_INT(qgp_sql_parse("SELECT 1", 8, NULL, NULL), QG_ERR_INVALID_REQUEST);
-    CHECK_INT(qgp_sql_parse("SELECT '", 8, &q, NULL), QG_ERR_INVALID_REQUEST); /* err optional */
+    CHECK_INT(qgp_sql_parse("SELECT '", 8, &q, NULL), QG_ERR_SQL); /* err optional */
     CHECK(q == NULL);
     qgp_sql_free(NULL);
     CHECK_INT(qgp_sql_map_position(NULL, 5), 5);
@@ -278,19 +279,63 @@ static void empty_and_bad_input(void)
 
 static void unterminated(void)
 {
-    CHECK_STR(rw("SELECT 'abc"), "!invalid_request@8: the sql string has an unterminated quoted "
+    CHECK_STR(rw("SELECT 'abc"), "!sql_error@8: the sql string has an unterminated quoted "
                                  "string starting at character 8; close it with '");
-    CHECK_STR(err_of("SELECT 'it''s"), "invalid_request@8");
-    CHECK_STR(err_of("SELECT 'ok', 'no"), "invalid_request@14");
-    CHECK_STR(err_of("SELECT 'caf\xc3\xa9', 'no"), "invalid_request@16");
-    CHECK_STR(err_of("SELECT '\xc3\xa9\xc3\xa9' || E'x"), "invalid_request@16");
+    CHECK_STR(err_of("SELECT 'it''s"), "sql_error@8");
+    CHECK_STR(err_of("SELECT 'ok', 'no"), "sql_error@14");
+    CHECK_STR(err_of("SELECT 'caf\xc3\xa9', 'no"), "sql_error@16");
+    CHECK_STR(err_of("SELECT '\xc3\xa9\xc3\xa9' || E'x"), "sql_error@16");
     CHECK(strstr(rw("SELECT \"abc"), "unterminated quoted identifier starting at character 8") !=
           NULL);
-    CHECK_STR(err_of("'"), "invalid_request@1");
-    CHECK_STR(err_of("E'"), "invalid_request@1");
-    CHECK_STR(err_of("\""), "invalid_request@1");
-    CHECK_STR(err_of("$$"), "invalid_request@1");
-    CHECK_STR(err_of("/*"), "invalid_request@1");
+    CHECK_STR(err_of("'"), "sql_error@1");
+    CHECK_STR(err_of("E'"), "sql_error@1");
+    CHECK_STR(err_of("\""), "sql_error@1");
+    CHECK_STR(err_of("$$"), "sql_error@1");
+    CHECK_STR(err_of("/*"), "sql_error@1");
+}
+
+
+/* Unterminated literals and comments are statement errors: 42601 at PostgreSQL's position. */
+static void unterminated_is_sql_error(void)
+{
+    for (size_t i = 0; i < sizeof open_literals / sizeof open_literals[0]; i++) {
+        qgp_sql *q = (qgp_sql *)1;
+        qg_error e;
+        qg_error_clear(&e);
+        const char *sql = open_literals[i].sql;
+        CHECK_INT(qgp_sql_parse(sql, strlen(sql), &q, &e), QG_ERR_SQL);
+        CHECK(q == NULL);
+        CHECK_STR(e.sqlstate, "42601");
+        if (e.position != open_literals[i].position)
+            fprintf(stderr, "    %s\n", sql);
+        CHECK_INT(e.position, open_literals[i].position);
+        char want[64];
+        snprintf(want, sizeof want, "unterminated %s starting at character %d",
+                 open_literals[i].what, open_literals[i].position);
+        CHECK(strstr(e.message, want) != NULL);
+    }
+    CHECK(strstr(rw("SELECT E'a\\'"), "a backslash escapes the next character") != NULL);
+    CHECK(strstr(rw("SELECT $x$ a"), "close it with $x$") != NULL);
+    /* the other refusals of the scanner stay invalid_request, without a SQLSTATE */
+    qg_error e;
+    qg_error_clear(&e);
+    qgp_sql *q;
+    CHECK_INT(qgp_sql_parse("SELECT $1", 9, &q, &e), QG_ERR_INVALID_REQUEST);
+    CHECK_STR(e.sqlstate, "");
+}
+
+/* Continued literals: the same extent as PostgreSQL's, E'..' escapes included. */
+static void continued_literals(void)
+{
+    CHECK_STR(rw("SELECT E'a'\n'\\'', :x"), "SELECT E'a'\n'\\'', $1");
+    CHECK_STR(rw("SELECT E'a' -- c\n '\\':y', :x"), "SELECT E'a' -- c\n '\\':y', $1");
+    CHECK_STR(rw("SELECT 'a'\n'\\', :x"), "SELECT 'a'\n'\\', $1");
+    CHECK_STR(rw("SELECT 'a'\n':y', :x"), "SELECT 'a'\n':y', $1");
+    CHECK_STR(rw("SELECT B'0'\n'1', :x"), "SELECT B'0'\n'1', $1");
+    CHECK_STR(rw("SELECT B'0''1', :x"), "SELECT B'0''1', $1");
+    CHECK_STR(rw("SELECT X'0f', :x"), "SELECT X'0f', $1");
+    CHECK_STR(rw("SELECT U&'d\\0061', U&\"a:b\", :x"), "SELECT U&'d\\0061', U&\"a:b\", $1");
+    CHECK_STR(rw("SELECT u & 'a', :x"), "SELECT u & 'a', $1");
 }
 
 static void bad_names(void)
@@ -432,6 +477,8 @@ int main(void)
     RUN(statements);
     RUN(empty_and_bad_input);
     RUN(unterminated);
+    RUN(unterminated_is_sql_error);
+    RUN(continued_literals);
     RUN(bad_names);
     RUN(many_names);
     RUN(too_many_names);

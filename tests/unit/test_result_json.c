@@ -5,11 +5,13 @@
 
 #include "core_private.h"
 #include "qgtest.h"
+#include "rfc3339.h"
 
 enum {
     BOOL = 16, BYTEA = 17, INT8 = 20, INT2 = 21, INT4 = 23, TEXT = 25, OID = 26, JSON = 114,
-    FLOAT4 = 700, FLOAT8 = 701, DATE = 1082, TIMESTAMPTZ = 1184, INTERVAL = 1186, NUMERIC = 1700,
-    UUID = 2950, JSONB = 3802,
+    FLOAT4 = 700, FLOAT8 = 701, DATE = 1082, TIME = 1083, TIMESTAMP = 1114, TIMESTAMPTZ = 1184,
+    INTERVAL = 1186, TIMETZ = 1266, NUMERIC = 1700, UUID = 2950, JSONB = 3802,
+    A_TIMESTAMP = 1115, A_TIMESTAMPTZ = 1185, A_TIMETZ = 1270, TSTZRANGE = 3910,
     A_JSON = 199, A_BOOL = 1000, A_BYTEA = 1001, A_INT4 = 1007, A_TEXT = 1009, A_INT8 = 1016,
     A_BOX = 1020, A_FLOAT8 = 1022, A_DATE = 1182, A_NUMERIC = 1231, A_JSONB = 3807,
 };
@@ -158,12 +160,127 @@ static void test_bool_bytea_strings(void)
     CHECK_VALUE(TEXT, "a\"b\\c\n\t\x01/", "\"a\\\"b\\\\c\\n\\t\\u0001/\"");
     CHECK_VALUE(TEXT, "h\xc3\xa9", "\"h\xc3\xa9\"");
     CHECK_VALUE(DATE, "2024-02-29", "\"2024-02-29\"");
-    CHECK_VALUE(TIMESTAMPTZ, "2024-02-29 12:00:00+00", "\"2024-02-29 12:00:00+00\"");
+    CHECK_VALUE(TIMESTAMPTZ, "2024-02-29 12:00:00+00", "\"2024-02-29T12:00:00Z\"");
     CHECK_VALUE(INTERVAL, "P1Y2M3DT4H5M6S", "\"P1Y2M3DT4H5M6S\"");
     CHECK_VALUE(UUID, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
                 "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
     CHECK_VALUE(16385, "happy", "\"happy\""); /* an enum */
     CHECK_VALUE(INT4, NULL, "null");
+}
+
+/* The JSON string of one time value, without its quotes, for the regexes. */
+static const char *time_text(Oid type, const char *text, bool as_strings)
+{
+    static char t[128];
+    char *j = value_json(type, text, as_strings);
+    size_t n = j ? strlen(j) : 0;
+    snprintf(t, sizeof t, "%.*s", n >= 2 ? (int)(n - 2) : 0, n >= 2 ? j + 1 : "");
+    free(j);
+    return t;
+}
+
+#define CHECK_TIME(type, text, pattern, want)                                    \
+    do {                                                                         \
+        CHECK_VALUE((type), (text), "\"" want "\"");                             \
+        CHECK_VALUE_OPT((type), (text), true, "\"" want "\"");                   \
+        CHECK(r3339_match((pattern), time_text((type), (text), false)));         \
+    } while (0)
+
+/* ISO text as DateStyle=ISO, TimeZone=UTC write it, in the forms strict parsers accept. */
+static void test_times(void)
+{
+    CHECK_TIME(TIMESTAMPTZ, "2026-12-02 11:59:28.607974+00", R3339_TIMESTAMPTZ,
+               "2026-12-02T11:59:28.607974Z");
+    CHECK_TIME(TIMESTAMPTZ, "2024-02-29 00:00:00+00", R3339_TIMESTAMPTZ, "2024-02-29T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "0001-01-01 00:00:00+00", R3339_DATE_TIME, "0001-01-01T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "9999-12-31 23:59:59.999999+00", R3339_TIMESTAMPTZ,
+               "9999-12-31T23:59:59.999999Z");
+    CHECK_TIME(TIMESTAMP, "2024-01-02 03:04:05.5", R3339_TIMESTAMP, "2024-01-02T03:04:05.5");
+    CHECK_TIME(TIMESTAMP, "2024-01-02 03:04:05", R3339_TIMESTAMP, "2024-01-02T03:04:05");
+    CHECK_TIME(TIMETZ, "13:14:15+02", R3339_TIMETZ, "13:14:15+02:00");
+    CHECK_TIME(TIMETZ, "13:14:15-02", R3339_TIMETZ, "13:14:15-02:00");
+    CHECK_TIME(TIMETZ, "13:14:15+00", R3339_TIMETZ, "13:14:15+00:00");
+    CHECK_TIME(TIMETZ, "13:14:15.123456+05:30", R3339_TIMETZ, "13:14:15.123456+05:30");
+    CHECK_TIME(TIMETZ, "00:00:00-15:59", R3339_TIMETZ, "00:00:00-15:59");
+    CHECK_TIME(TIMETZ, "00:00:00.123456789+01", R3339_TIMETZ, "00:00:00.123456789+01:00");
+    /* date and time are already RFC 3339's full-date and partial-time */
+    CHECK_TIME(DATE, "2024-02-29", R3339_DATE, "2024-02-29");
+    CHECK_TIME(TIME, "13:14:15.5", R3339_TIME, "13:14:15.5");
+}
+
+/* A statement that SETs TimeZone still gets UTC: the same instant, Z. */
+static void test_times_other_zones(void)
+{
+    CHECK_TIME(TIMESTAMPTZ, "2024-07-01 02:00:00+02", R3339_TIMESTAMPTZ, "2024-07-01T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "2024-07-01 05:30:00.25+05:30", R3339_TIMESTAMPTZ,
+               "2024-07-01T00:00:00.25Z");
+    CHECK_TIME(TIMESTAMPTZ, "2024-12-31 20:30:00-03:30", R3339_TIMESTAMPTZ,
+               "2025-01-01T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "2024-03-01 01:00:00+02", R3339_TIMESTAMPTZ, "2024-02-29T23:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "2023-03-01 01:00:00+02", R3339_TIMESTAMPTZ, "2023-02-28T23:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "1900-03-01 01:00:00+02", R3339_TIMESTAMPTZ, "1900-02-28T23:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "1800-01-01 00:19:32+00:19:32", R3339_TIMESTAMPTZ,
+               "1800-01-01T00:00:00Z"); /* local mean time, Europe/Amsterdam */
+    CHECK_TIME(TIMESTAMPTZ, "1969-12-31 23:00:00-01", R3339_TIMESTAMPTZ, "1970-01-01T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "0001-01-01 05:00:00+05", R3339_TIMESTAMPTZ, "0001-01-01T00:00:00Z");
+    CHECK_TIME(TIMESTAMPTZ, "10000-01-01 05:29:59.999999+05:30", R3339_TIMESTAMPTZ,
+               "9999-12-31T23:59:59.999999Z");
+    /* outside 0001-9999 once in UTC: PostgreSQL's text */
+    CHECK_VALUE(TIMESTAMPTZ, "0001-01-01 00:30:00+01", "\"0001-01-01 00:30:00+01\"");
+    CHECK_VALUE(TIMESTAMPTZ, "9999-12-31 23:00:00-05", "\"9999-12-31 23:00:00-05\"");
+}
+
+/* What RFC 3339 cannot express keeps PostgreSQL's text. */
+static void test_times_kept(void)
+{
+    static const struct { Oid type; const char *text; } kept[] = {
+        {TIMESTAMPTZ, "infinity"}, {TIMESTAMPTZ, "-infinity"}, {TIMESTAMP, "infinity"},
+        {TIMESTAMP, "-infinity"}, {DATE, "infinity"},
+        {TIMESTAMPTZ, "0044-03-15 10:00:00+00 BC"}, {TIMESTAMP, "0044-03-15 10:00:00 BC"},
+        {DATE, "0044-03-15 BC"}, {TIMESTAMPTZ, "12345-01-01 00:00:00+00"},
+        {TIMESTAMP, "294276-12-31 23:59:59.999999"}, {DATE, "5874897-12-31"},
+        {TIMETZ, "13:14:15+01:02:03"}, {TIMETZ, "13:14:15-00:00:01"}, /* offset seconds */
+        {TIMETZ, "24:00:00+02"}, {TIME, "24:00:00"},                  /* hour 24 */
+        /* another DateStyle (a statement may SET it): left alone */
+        {TIMESTAMPTZ, "07/01/2024 05:30:00 IST"}, {TIMESTAMPTZ, "Mon Jul 01 05:30:00 2024 IST"},
+        {TIMESTAMP, "01.07.2024 00:00:00"},
+        /* not server output: never half rewritten */
+        {TIMESTAMPTZ, ""}, {TIMESTAMPTZ, "2024-01-01"}, {TIMESTAMPTZ, "2024-01-01 00:00:00"},
+        {TIMESTAMPTZ, "2024-01-01 00:00:00+"}, {TIMESTAMPTZ, "2024-01-01 00:00:00+1"},
+        {TIMESTAMPTZ, "2024-01-01 00:00:00+01:"}, {TIMESTAMPTZ, "2024-01-01 00:00:00+01:00:"},
+        {TIMESTAMPTZ, "2024-01-01 00:00:00+01:00:00:00"}, {TIMESTAMPTZ, "2024-01-01 00:00:00.+00"},
+        {TIMESTAMPTZ, "2024-13-01 00:00:00+00"}, {TIMESTAMPTZ, "0000-01-01 00:00:00+00"},
+        {TIMESTAMPTZ, "2024-01-01T00:00:00+00"}, {TIMESTAMPTZ, "2024-01-01 00:60:00+00"},
+        {TIMESTAMP, "2024-01-01 00:00:00+00"}, {TIMESTAMP, "2024-01-01 25:00:00"},
+        {TIMETZ, "13:14:15"}, {TIMETZ, "13:14+02"}, {TIMETZ, "13:14:15+0a"},
+        {TIMETZ, "13:14:15.1234567890+02"},
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "\"%s\"", kept[i].text);
+        CHECK_VALUE(kept[i].type, kept[i].text, want);
+        CHECK_VALUE_OPT(kept[i].type, kept[i].text, true, want);
+    }
+    char buf[8];
+    CHECK_INT(qgp_time_rfc3339(TIMESTAMPTZ, "2024-01-01 00:00:00+00", 22, buf, sizeof buf), 0);
+    CHECK_INT(qgp_time_rfc3339(TEXT, "2024-01-01 00:00:00", 19, buf, sizeof buf), 0);
+}
+
+static void test_time_arrays(void)
+{
+    CHECK_VALUE(A_TIMESTAMPTZ, "{\"2024-01-01 08:00:00+00\",infinity,NULL,-infinity}",
+                "[\"2024-01-01T08:00:00Z\",\"infinity\",null,\"-infinity\"]");
+    CHECK_VALUE_OPT(A_TIMESTAMPTZ, "{\"2024-01-01 08:00:00.5+00\"}", true,
+                    "[\"2024-01-01T08:00:00.5Z\"]");
+    CHECK_VALUE(A_TIMESTAMPTZ, "{{\"2024-01-01 08:00:00+00\"},{\"0044-03-15 10:00:00+00 BC\"}}",
+                "[[\"2024-01-01T08:00:00Z\"],[\"0044-03-15 10:00:00+00 BC\"]]");
+    CHECK_VALUE(A_TIMESTAMP, "{\"2024-01-01 10:00:00\",NULL}", "[\"2024-01-01T10:00:00\",null]");
+    CHECK_VALUE(A_TIMETZ, "{13:14:15+02,13:14:15+01:02:03}",
+                "[\"13:14:15+02:00\",\"13:14:15+01:02:03\"]");
+    /* a backslash is never in a time: such an element keeps its text */
+    CHECK_VALUE(A_TIMESTAMP, "{\"2024-01-01\\ 10:00:00\"}", "[\"2024-01-01 10:00:00\"]");
+    /* ranges are not in the contract's list: PostgreSQL's text */
+    CHECK_VALUE(TSTZRANGE, "[\"2024-01-01 00:00:00+00\",)", "\"[\\\"2024-01-01 00:00:00+00\\\",)\"");
 }
 
 static void test_json(void)
@@ -233,7 +350,7 @@ static void test_arrays(void)
     CHECK_VALUE(A_BYTEA, "{\"\\\\x00ff\",NULL,\"\\\\x\"}", "[\"\\\\x00ff\",null,\"\\\\x\"]");
     CHECK_VALUE(A_DATE, "{2024-01-01,NULL}", "[\"2024-01-01\",null]");
     CHECK_VALUE(A_BOX, "{(1,1),(0,0);(2,2),(1,1)}", "[\"(1,1),(0,0)\",\"(2,2),(1,1)\"]");
-    CHECK_VALUE(1115, "{\"2024-01-01 00:00:00\"}", "[\"2024-01-01 00:00:00\"]"); /* _timestamp */
+    CHECK_VALUE(A_TIMESTAMP, "{\"2024-01-01 00:00:00\"}", "[\"2024-01-01T00:00:00\"]");
 }
 
 static void test_text_arrays(void)
@@ -470,6 +587,10 @@ int main(void)
     RUN(test_numbers_as_strings);
     RUN(test_numbers_not_json);
     RUN(test_bool_bytea_strings);
+    RUN(test_times);
+    RUN(test_times_other_zones);
+    RUN(test_times_kept);
+    RUN(test_time_arrays);
     RUN(test_json);
     RUN(test_json_depth);
     RUN(test_arrays);
