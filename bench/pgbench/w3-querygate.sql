@@ -11,6 +11,8 @@ RESET SESSION AUTHORIZATION;
 RESET ROLE;
 RESET ALL;
 UNLISTEN *;
-SELECT pg_advisory_unlock_all();
+CLOSE ALL;
 DISCARD TEMP;
+DISCARD SEQUENCES;
+SELECT pg_advisory_unlock_all(), (SELECT count(*) FILTER (WHERE from_sql) = 0 AND count(*) = 1 FROM pg_prepared_statements);
 \endpipeline
