@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from qgharness import Server, binary, check, check_error, database_url, run_tests  # noqa: E402
 
 KEY = "leak-test-key-%d-%s" % (os.getpid(), os.urandom(8).hex())
+KEY2 = "second-key-%s" % os.urandom(8).hex()
 
 
 def password():
@@ -176,11 +177,14 @@ def test_no_leaks_at_startup_and_help():
         seen.text(" ".join(args), out)
     # Bad settings next to the secrets: the message names the variable, not the secrets.
     for env in ({"DB_POOL_SIZE": "x"}, {"HOST": "0.0.0.0", "API_KEYS": ""},
-                {"API_KEYS": KEY + " read,wrte"}, {"API_KEYS": KEY + " read;" + KEY + " write"}):
+                {"API_KEYS": KEY + " read,wrte"}, {"API_KEYS": KEY + " read;" + KEY + " write"},
+                # A ';' left out: the second key lands in the first entry's scopes or role.
+                {"API_KEYS": KEY + " read," + KEY2 + " admin"},
+                {"API_KEYS": KEY2 + " admin;" + KEY + " read " + KEY2}):
         rc, out = run(dict({"DATABASE_URL": database_url()}, **env))
         check(rc == 2, (env.keys(), rc, out.replace(pw, "***").replace(KEY, "<key>")))
         seen.text("startup with %s" % sorted(env), out)
-    seen.assert_clean(pw, KEY)
+    seen.assert_clean(pw, KEY, KEY2)
 
 
 if __name__ == "__main__":
