@@ -92,16 +92,20 @@ static void listen_url(const struct qg_config *cfg, int port, char *out, size_t 
 }
 
 /*
- * API_KEYS is a secret: once hashed, its text is overwritten in the config and
- * in the process environment (which /proc/<pid>/environ shows) alike.
+ * Secrets leave the process environment (which /proc/<pid>/environ shows) once
+ * the config holds them: API_KEYS whole, also in the config once hashed;
+ * DATABASE_URL's password only, since the config keeps its own copy for the
+ * role pools that open later.
  */
-static void wipe_api_keys(struct qg_config *cfg)
+static void wipe_secrets(struct qg_config *cfg)
 {
     if (cfg->api_keys)
         memset(cfg->api_keys, '*', strlen(cfg->api_keys));
     for (char **e = environ; e && *e; e++)
         if (!strncmp(*e, "API_KEYS=", 9))
             memset(*e + 9, '*', strlen(*e + 9));
+        else if (!strncmp(*e, "DATABASE_URL=", 13))
+            qg_conninfo_scrub(*e + 13);
 }
 
 /* Waits for SIGINT or SIGTERM, reloading the API keys on each SIGHUP. */
@@ -222,7 +226,7 @@ int main(int argc, char **argv)
         qg_config_free(&cfg);
         return 2;
     }
-    wipe_api_keys(&cfg);
+    wipe_secrets(&cfg);
     rc = serve(&cfg, auth, &signals);
     qgh_auth_free(auth);
     qg_config_free(&cfg);

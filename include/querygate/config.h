@@ -102,4 +102,11 @@ void qg_config_help(FILE *out);
  */
 char *qg_config_describe(const struct qg_config *cfg);
 
+/*
+ * Overwrites, in place, every secret of a connection string (DATABASE_URL in
+ * either form: the URI's password, password=, sslpassword=...) with '*', so
+ * that a copy the process must keep (its environment) holds none. NULL is allowed.
+ */
+void qg_conninfo_scrub(char *conninfo);
+
 #endif

@@ -147,6 +147,28 @@ def test_no_leaks_when_the_database_fails():
     seen.assert_clean(pw, wrong, KEY)
 
 
+def test_no_secrets_in_proc_environ():
+    """/proc/PID/environ keeps DATABASE_URL with its password starred, and no API key."""
+    pw = password()
+    # The test's own copies of the URL are left out of the server's environment.
+    s = Server(AUTH="keys", API_KEYS=KEY + " read,write,admin", QG_TEST_DATABASE_URL="",
+               QG_PG_URL="")
+    try:
+        with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
+            env = f.read().decode("utf-8", "replace")
+        leaks = [e.split("=")[0] for e in env.split("\0") if pw in e or KEY in e]
+        check(not leaks, "a secret in /proc/PID/environ: %s" % leaks)
+        urls = [e for e in env.split("\0") if e.startswith("DATABASE_URL=")]
+        star = database_url().replace(":" + urllib.parse.urlparse(database_url()).password + "@",
+                                      ":" + "*" * len(pw) + "@")
+        check(urls == ["DATABASE_URL=" + star], urls)
+        # Connections opened after the scrub still log in: the config has its own copy.
+        r = s.post("/query", {"sql": "SELECT 1 AS one"}, headers={"Authorization": "Bearer " + KEY})
+        check(r.status == 200 and r.json["rows"] == [{"one": 1}], r)
+    finally:
+        s.stop()
+
+
 def run(env_extra, args=()):
     env = {k: v for k, v in os.environ.items() if k not in ("AUTH", "API_KEYS", "HOST")}
     env.update({"PORT": "0", "API_KEYS": KEY + " read"})
