@@ -84,6 +84,11 @@ void qgh_reply_json(struct qgh_reply *r, int status, qg_buf *b);
 void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qg_buf *b);
 /* The error body for err, status by its code (the contract's table). */
 void qgh_reply_error(struct qgh_reply *r, const qg_error *err);
+/* The same for a statement's error as caller who may see it: db_unavailable's
+   cause (hosts, logins, roles) only for an admin key; always logged. */
+struct qgh_principal;
+void qgh_reply_error_as(struct qgh_reply *r, const qg_error *err,
+                        const struct qgh_principal *who);
 /* An error by code name, including the HTTP-only ones (not_found, ...). */
 void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     QG_PRINTF(3, 4);

@@ -1,5 +1,6 @@
 """No secret leaks: the database password and an API key never appear in logs, answers, headers, metrics or --help."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -145,6 +146,41 @@ def test_no_leaks_when_the_database_fails():
             s.stop()
         seen.text("log", "".join(s.lines))
     seen.assert_clean(pw, wrong, KEY)
+
+
+def test_503_details_only_for_admin_keys():
+    """A role that cannot log in, then a closed port: a read key's 503 names no host, port,
+    login or role; an admin key's does, and so does the log."""
+    u = urllib.parse.urlparse(database_url())
+    ghost = "qgt_ghost_%d" % os.getpid()
+    read, role_read, admin = KEY + "-r", KEY + "-g", KEY + "-a"
+    keys = "%s read,write;%s read,write %s;%s read,admin" % (read, role_read, ghost, admin)
+    port = closed_port()
+    cases = [({}, role_read, [str(u.port), ghost]),
+             ({"DATABASE_URL": url_with(port=port)}, read, [str(port)])]
+    for env, key, names in cases:
+        s = Server(AUTH="keys", API_KEYS=keys, DB_RETRIES=0, DB_CONNECT_TIMEOUT=2, **env)
+        try:
+            for path in ("/query", "/transaction"):
+                body = {"sql": "SELECT 1"} if path == "/query" else {"statements": [{"sql": "SELECT 1"}]}
+                r = s.post(path, body, headers={"Authorization": "Bearer " + key})
+                e = check_error(r, 503, "db_unavailable", path)
+                text = r.raw.decode()
+                for secret in names + [u.hostname, "localhost"]:
+                    check(secret not in text, "%s in a read key's 503: %s" % (secret, text))
+                check(not re.search(r"\b%s\b" % re.escape(u.username), text),
+                      "the login in a read key's 503: %s" % text)
+                check(r.header("x-request-id") and "X-Request-Id" in e["message"], e)
+                rid = r.header("x-request-id")
+            if key == read:  # the main pool: an admin key reaches it too, and sees why
+                r = s.post("/query", {"sql": "SELECT 1"}, headers={"Authorization": "Bearer " + admin})
+                e = check_error(r, 503, "db_unavailable", "admin")
+                check(str(port) in e["message"] and u.hostname in e["message"], e)
+        finally:
+            s.stop()
+        log = [ln for ln in s.lines if rid in ln and "db_unavailable" in ln]
+        check(log and all(n in log[0] for n in names + [u.hostname]),
+              "the log lacks the cause: %s" % "".join(s.lines[-10:]))
 
 
 def test_no_secrets_in_proc_environ():
