@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -34,7 +35,8 @@ static void usage(FILE *out)
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
-            "SIGHUP reloads API_KEYS_FILE; SIGTERM or SIGINT drains and stops.\n\n"
+            "SIGHUP reloads API_KEYS_FILE; SIGTERM (after SHUTDOWN_DELAY) or SIGINT drains\n"
+            "and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }
@@ -108,6 +110,18 @@ static void wipe_secrets(struct qg_config *cfg)
             qg_conninfo_scrub(*e + 13);
 }
 
+static void reload_keys(qgh_auth *auth)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    size_t n = 0;
+    if (qgh_auth_reload(auth, &n, &err) == QG_OK)
+        qgh_log(QG_LOG_INFO, "SIGHUP: API keys reloaded; %zu key%s", n, n == 1 ? "" : "s");
+    else
+        qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
+                err.message);
+}
+
 /* Waits for SIGINT or SIGTERM, reloading the API keys on each SIGHUP. */
 static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
 {
@@ -116,14 +130,31 @@ static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
         sigwait(signals, &sig);
         if (sig != SIGHUP)
             return sig;
-        qg_error err;
-        qg_error_clear(&err);
-        size_t n = 0;
-        if (qgh_auth_reload(auth, &n, &err) == QG_OK)
-            qgh_log(QG_LOG_INFO, "SIGHUP: API keys reloaded; %zu key%s", n, n == 1 ? "" : "s");
-        else
-            qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
-                    err.message);
+        reload_keys(auth);
+    }
+}
+
+/*
+ * SHUTDOWN_DELAY after SIGTERM: /health/ready answers 503 while everything else
+ * is still served, so that load balancers stop sending before connections are
+ * refused. Another SIGTERM, or a SIGINT, ends it early.
+ */
+static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, double delay_s)
+{
+    qg_server_unready(srv);
+    qgh_log(QG_LOG_INFO, "SIGTERM: /health/ready answers 503 from now; serving for %g s more "
+            "before draining (SHUTDOWN_DELAY)", delay_s);
+    double end = qgh_now() + delay_s;
+    for (double left; (left = end - qgh_now()) > 0;) {
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        int sig = sigtimedwait(signals, NULL, &ts);
+        if (sig == SIGHUP) {
+            reload_keys(auth);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            qgh_log(QG_LOG_INFO, "%s: SHUTDOWN_DELAY cut short",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
     }
 }
 
@@ -156,6 +187,8 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     qgh_log(level, "%s", how);
 
     int sig = wait_for_stop(auth, signals);
+    if (sig == SIGTERM && cfg->shutdown_delay_s > 0)
+        delay_stop(srv, auth, signals, cfg->shutdown_delay_s);
     qgh_log(QG_LOG_INFO, "%s: draining (up to %g s, SHUTDOWN_TIMEOUT)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_timeout_s);
     qg_server_stop(srv, cfg->shutdown_timeout_s);

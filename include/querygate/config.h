@@ -55,6 +55,7 @@ struct qg_config {
     int http_max_connections;    /* HTTP_MAX_CONNECTIONS */
     int http_idle_timeout_s;     /* HTTP_IDLE_TIMEOUT */
     double shutdown_timeout_s;   /* SHUTDOWN_TIMEOUT */
+    double shutdown_delay_s;     /* SHUTDOWN_DELAY */
     /* security */
     enum qg_auth_mode auth;      /* AUTH: keys, none */
     char *api_keys;              /* API_KEYS: "KEY SCOPES [ROLE];..." (secret) */

@@ -120,6 +120,8 @@ static const struct cf_row rows[] = {
         "close a client connection idle, or still sending its request, this long"),
     NUM("SHUTDOWN_TIMEOUT", CF_DOUBLE, shutdown_timeout_s, "30", 0, 3600, "seconds",
         "on SIGTERM, let running requests finish this long"),
+    NUM("SHUTDOWN_DELAY", CF_DOUBLE, shutdown_delay_s, "0", 0, 3600, "seconds",
+        "on SIGTERM, first answer /health/ready 503 and serve the rest this long"),
     CHOICE("AUTH", CF_ENUM, auth, "keys", auth_names,
            "keys: require an API key; none: no authentication"),
     STR("API_KEYS", api_keys, NULL, CF_SECRET, "\"KEY SCOPES [ROLE];...\" (secret)"),

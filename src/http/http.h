@@ -26,6 +26,9 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
 /* The port actually bound. */
 int qg_server_port(const qg_server *s);
 
+/* From now on /health/ready answers 503; everything else is served as before. */
+void qg_server_unready(qg_server *s);
+
 /*
  * Stops accepting connections; requests still arriving on open connections get
  * 503 shutting_down. Waits up to drain_s for requests in flight, then cancels
@@ -254,6 +257,7 @@ struct qgh_ctx {
     qg_manager *m;
     qgh_metrics *metrics;
     qgh_auth *auth;
+    const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
 };
 
 /* ---- watch.c: clients that hang up while their request runs ---------------- */

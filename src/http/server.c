@@ -33,6 +33,7 @@ struct qg_server {
     struct MHD_Daemon *daemon;
     int port;
     atomic_bool draining;
+    atomic_bool unready;  /* SHUTDOWN_DELAY: /health/ready says 503, the rest is served */
     atomic_int open_requests; /* request states not yet freed */
 };
 
@@ -550,6 +551,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
     s->ctx.cfg = cfg;
     s->ctx.m = m;
     s->ctx.auth = auth;
+    s->ctx.unready = &s->unready;
     const char *names[32];
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)
@@ -589,6 +591,11 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
 int qg_server_port(const qg_server *s)
 {
     return s->port;
+}
+
+void qg_server_unready(qg_server *s)
+{
+    atomic_store(&s->unready, true);
 }
 
 /* Lets resumed connections send their answers before the daemon closes them. */
