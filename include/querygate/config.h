@@ -14,6 +14,10 @@ enum qg_pooler_mode {
 };
 
 enum qg_log_format { QG_LOG_TEXT, QG_LOG_JSON };
+
+/* The headers a browser may send (OpenTelemetry's fetch instrumentation adds the last two). */
+#define QG_CORS_ALLOW_HEADERS_DEFAULT \
+    "Content-Type, Authorization, X-Request-Id, traceparent, tracestate"
 enum qg_log_level { QG_LOG_DEBUG, QG_LOG_INFO, QG_LOG_WARN, QG_LOG_ERROR };
 enum qg_auth_mode { QG_AUTH_KEYS, QG_AUTH_NONE };
 
@@ -63,6 +67,8 @@ struct qg_config {
     char *tls_cert_file;         /* TLS_CERT_FILE */
     char *tls_key_file;          /* TLS_KEY_FILE */
     char *cors_allow_origins;    /* CORS_ALLOW_ORIGINS: comma list or * */
+    char *cors_allow_headers;    /* CORS_ALLOW_HEADERS: comma list of request header names;
+                                    NULL: QG_CORS_ALLOW_HEADERS_DEFAULT */
     /* logs */
     enum qg_log_format log_format; /* LOG_FORMAT: text, json */
     enum qg_log_level log_level;   /* LOG_LEVEL: debug, info, warn, error */

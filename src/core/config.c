@@ -130,6 +130,8 @@ static const struct cf_row rows[] = {
     STR("TLS_KEY_FILE", tls_key_file, NULL, CF_PLAIN, "PEM private key for TLS_CERT_FILE"),
     STR("CORS_ALLOW_ORIGINS", cors_allow_origins, NULL, CF_PLAIN,
         "comma list of origins, or *; unset: no CORS headers"),
+    STR("CORS_ALLOW_HEADERS", cors_allow_headers, NULL, CF_PLAIN,
+        "comma list of request headers a browser may send; unset: " QG_CORS_ALLOW_HEADERS_DEFAULT),
     CHOICE("LOG_FORMAT", CF_ENUM, log_format, "text", log_format_names, "log line format"),
     CHOICE("LOG_LEVEL", CF_ENUM, log_level, "info", log_level_names, "least severe level logged"),
 };

@@ -54,13 +54,17 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
 void qgh_log_request(const char *request_id);
 /* Whether a line at level would be written. */
 bool qgh_log_enabled(enum qg_log_level level);
-/* One line per request, at info; never a body or parameter. wait_ms: the pool wait. */
+/* One line per request, at info; never a body or parameter. wait_ms: the pool wait;
+   trace_id: of the request's traceparent header, "" if none. */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    double wait_ms, const char *request_id);
+                    double wait_ms, const char *request_id, const char *trace_id);
 /* A qg_log_fn for qg_manager_set_log (arg unused). */
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
 
 /* ---- reply.c: status, headers and JSON bodies ----------------------------- */
+
+/* CORS_ALLOW_HEADERS's longest value. */
+#define QGH_CORS_HEADERS_MAX 512
 
 struct qgh_reply {
     int status;               /* HTTP status; 0 while undecided */
@@ -75,7 +79,7 @@ struct qgh_reply {
     char sqlstate[6];         /* for the db error metrics; "" if none */
     bool preflight;           /* a CORS preflight answer: the two fields below are sent */
     const char *cors_methods; /* static: Access-Control-Allow-Methods */
-    char cors_headers[128];   /* Access-Control-Allow-Headers */
+    char cors_headers[QGH_CORS_HEADERS_MAX]; /* Access-Control-Allow-Headers */
     char message[256];        /* internal_error's cause, logged with the request id */
 };
 
@@ -154,6 +158,12 @@ bool qgh_host_is_loopback(const char *host);
 /* Copies the caller's id into out if it is sane (1..200 printable ASCII), else a new one. */
 void qgh_request_id(const char *given, char out[QGH_REQUEST_ID_MAX + 1]);
 
+/* ---- trace.c -------------------------------------------------------------- */
+
+#define QGH_TRACE_ID_LEN 32
+/* The trace id of a W3C traceparent header value (NULL: none); "" and false if it is not valid. */
+bool qgh_traceparent(const char *value, char trace_id[QGH_TRACE_ID_LEN + 1]);
+
 /* ---- request.c: bodies decoded ------------------------------------------- */
 
 struct qgh_statement {
@@ -201,17 +211,19 @@ void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 
-/* ---- cors.c: CORS_ALLOW_ORIGINS ------------------------------------------ */
+/* ---- cors.c: CORS_ALLOW_ORIGINS, CORS_ALLOW_HEADERS ----------------------- */
 
 typedef struct qgh_cors qgh_cors;
 struct qgh_head;
 
 /*
  * Parses spec (comma-separated exact origins such as https://app.example.com,
- * or "*"). NULL or empty: *out is NULL (no CORS headers at all). *out is new;
- * qgh_cors_free frees it.
+ * or "*") and headers (comma-separated request header names; NULL: the
+ * default). NULL or empty spec: *out is NULL (no CORS headers at all), headers
+ * still checked. *out is new; qgh_cors_free frees it.
  */
-qg_status qgh_cors_new(const char *spec, qgh_cors **out, qg_error *err) QG_MUSTCHECK;
+qg_status qgh_cors_new(const char *spec, const char *headers, qgh_cors **out,
+                       qg_error *err) QG_MUSTCHECK;
 void qgh_cors_free(qgh_cors *c);
 bool qgh_cors_allows(const qgh_cors *c, const char *origin);
 

@@ -62,6 +62,7 @@ struct request {
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
+    char trace_id[QGH_TRACE_ID_LEN + 1]; /* of a valid traceparent header, else "" */
     struct qgh_principal who;
     qg_buf body;
     struct qgh_reply reply;
@@ -82,7 +83,7 @@ static void count_and_log(qg_server *s, struct request *r)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
     qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
-                   r->request_id);
+                   r->request_id, r->trace_id);
 }
 
 static void add_header(void *arg, const char *name, const char *value)
@@ -279,6 +280,8 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     snprintf(r->path, sizeof r->path, "%s", url);
     qgh_request_id(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
                    r->request_id);
+    (void)qgh_traceparent(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
+                          r->trace_id);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->guard = ci ? ci->socket_context : NULL;
@@ -566,7 +569,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
        semantics): measured, 15 workers over a pool of 5 opened a new PostgreSQL
        session for nearly every request (~150 req/s); 5 workers, none (~14k req/s). */
     int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size;
-    qg_status st = qgh_cors_new(cfg->cors_allow_origins, &s->cors, err);
+    qg_status st = qgh_cors_new(cfg->cors_allow_origins, cfg->cors_allow_headers, &s->cors, err);
     if (st == QG_OK)
         st = qgh_conns_new(cfg->http_max_connections, cfg->http_idle_timeout_s, &s->conns, err);
     if (st == QG_OK)
