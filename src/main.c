@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -34,7 +35,8 @@ static void usage(FILE *out)
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
-            "SIGHUP reloads API_KEYS_FILE; SIGTERM or SIGINT drains and stops.\n\n"
+            "SIGHUP reloads API_KEYS_FILE; SIGTERM (after SHUTDOWN_DELAY) or SIGINT drains\n"
+            "and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }
@@ -92,16 +94,32 @@ static void listen_url(const struct qg_config *cfg, int port, char *out, size_t 
 }
 
 /*
- * API_KEYS is a secret: once hashed, its text is overwritten in the config and
- * in the process environment (which /proc/<pid>/environ shows) alike.
+ * Secrets leave the process environment (which /proc/<pid>/environ shows) once
+ * the config holds them: API_KEYS whole, also in the config once hashed;
+ * DATABASE_URL's password only, since the config keeps its own copy for the
+ * role pools that open later.
  */
-static void wipe_api_keys(struct qg_config *cfg)
+static void wipe_secrets(struct qg_config *cfg)
 {
     if (cfg->api_keys)
         memset(cfg->api_keys, '*', strlen(cfg->api_keys));
     for (char **e = environ; e && *e; e++)
         if (!strncmp(*e, "API_KEYS=", 9))
             memset(*e + 9, '*', strlen(*e + 9));
+        else if (!strncmp(*e, "DATABASE_URL=", 13))
+            qg_conninfo_scrub(*e + 13);
+}
+
+static void reload_keys(qgh_auth *auth)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    size_t n = 0;
+    if (qgh_auth_reload(auth, &n, &err) == QG_OK)
+        qgh_log(QG_LOG_INFO, "SIGHUP: API keys reloaded; %zu key%s", n, n == 1 ? "" : "s");
+    else
+        qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
+                err.message);
 }
 
 /* Waits for SIGINT or SIGTERM, reloading the API keys on each SIGHUP. */
@@ -112,14 +130,31 @@ static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
         sigwait(signals, &sig);
         if (sig != SIGHUP)
             return sig;
-        qg_error err;
-        qg_error_clear(&err);
-        size_t n = 0;
-        if (qgh_auth_reload(auth, &n, &err) == QG_OK)
-            qgh_log(QG_LOG_INFO, "SIGHUP: API keys reloaded; %zu key%s", n, n == 1 ? "" : "s");
-        else
-            qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
-                    err.message);
+        reload_keys(auth);
+    }
+}
+
+/*
+ * SHUTDOWN_DELAY after SIGTERM: /health/ready answers 503 while everything else
+ * is still served, so that load balancers stop sending before connections are
+ * refused. Another SIGTERM, or a SIGINT, ends it early.
+ */
+static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, double delay_s)
+{
+    qg_server_unready(srv);
+    qgh_log(QG_LOG_INFO, "SIGTERM: /health/ready answers 503 from now; serving for %g s more "
+            "before draining (SHUTDOWN_DELAY)", delay_s);
+    double end = qgh_now() + delay_s;
+    for (double left; (left = end - qgh_now()) > 0;) {
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        int sig = sigtimedwait(signals, NULL, &ts);
+        if (sig == SIGHUP) {
+            reload_keys(auth);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            qgh_log(QG_LOG_INFO, "%s: SHUTDOWN_DELAY cut short",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
     }
 }
 
@@ -152,6 +187,8 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     qgh_log(level, "%s", how);
 
     int sig = wait_for_stop(auth, signals);
+    if (sig == SIGTERM && cfg->shutdown_delay_s > 0)
+        delay_stop(srv, auth, signals, cfg->shutdown_delay_s);
     qgh_log(QG_LOG_INFO, "%s: draining (up to %g s, SHUTDOWN_TIMEOUT)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_timeout_s);
     qg_server_stop(srv, cfg->shutdown_timeout_s);
@@ -222,7 +259,7 @@ int main(int argc, char **argv)
         qg_config_free(&cfg);
         return 2;
     }
-    wipe_api_keys(&cfg);
+    wipe_secrets(&cfg);
     rc = serve(&cfg, auth, &signals);
     qgh_auth_free(auth);
     qg_config_free(&cfg);

@@ -14,6 +14,10 @@ enum qg_pooler_mode {
 };
 
 enum qg_log_format { QG_LOG_TEXT, QG_LOG_JSON };
+
+/* The headers a browser may send (OpenTelemetry's fetch instrumentation adds the last two). */
+#define QG_CORS_ALLOW_HEADERS_DEFAULT \
+    "Content-Type, Authorization, X-Request-Id, traceparent, tracestate"
 enum qg_log_level { QG_LOG_DEBUG, QG_LOG_INFO, QG_LOG_WARN, QG_LOG_ERROR };
 enum qg_auth_mode { QG_AUTH_KEYS, QG_AUTH_NONE };
 
@@ -55,6 +59,7 @@ struct qg_config {
     int http_max_connections;    /* HTTP_MAX_CONNECTIONS */
     int http_idle_timeout_s;     /* HTTP_IDLE_TIMEOUT */
     double shutdown_timeout_s;   /* SHUTDOWN_TIMEOUT */
+    double shutdown_delay_s;     /* SHUTDOWN_DELAY */
     /* security */
     enum qg_auth_mode auth;      /* AUTH: keys, none */
     char *api_keys;              /* API_KEYS: "KEY SCOPES [ROLE];..." (secret) */
@@ -62,6 +67,8 @@ struct qg_config {
     char *tls_cert_file;         /* TLS_CERT_FILE */
     char *tls_key_file;          /* TLS_KEY_FILE */
     char *cors_allow_origins;    /* CORS_ALLOW_ORIGINS: comma list or * */
+    char *cors_allow_headers;    /* CORS_ALLOW_HEADERS: comma list of request header names;
+                                    NULL: QG_CORS_ALLOW_HEADERS_DEFAULT */
     /* logs */
     enum qg_log_format log_format; /* LOG_FORMAT: text, json */
     enum qg_log_level log_level;   /* LOG_LEVEL: debug, info, warn, error */
@@ -101,5 +108,12 @@ void qg_config_help(FILE *out);
  * caller frees, or NULL when out of memory.
  */
 char *qg_config_describe(const struct qg_config *cfg);
+
+/*
+ * Overwrites, in place, every secret of a connection string (DATABASE_URL in
+ * either form: the URI's password, password=, sslpassword=...) with '*', so
+ * that a copy the process must keep (its environment) holds none. NULL is allowed.
+ */
+void qg_conninfo_scrub(char *conninfo);
 
 #endif

@@ -120,6 +120,8 @@ static const struct cf_row rows[] = {
         "close a client connection idle, or still sending its request, this long"),
     NUM("SHUTDOWN_TIMEOUT", CF_DOUBLE, shutdown_timeout_s, "30", 0, 3600, "seconds",
         "on SIGTERM, let running requests finish this long"),
+    NUM("SHUTDOWN_DELAY", CF_DOUBLE, shutdown_delay_s, "0", 0, 3600, "seconds",
+        "on SIGTERM, first answer /health/ready 503 and serve the rest this long"),
     CHOICE("AUTH", CF_ENUM, auth, "keys", auth_names,
            "keys: require an API key; none: no authentication"),
     STR("API_KEYS", api_keys, NULL, CF_SECRET, "\"KEY SCOPES [ROLE];...\" (secret)"),
@@ -128,6 +130,8 @@ static const struct cf_row rows[] = {
     STR("TLS_KEY_FILE", tls_key_file, NULL, CF_PLAIN, "PEM private key for TLS_CERT_FILE"),
     STR("CORS_ALLOW_ORIGINS", cors_allow_origins, NULL, CF_PLAIN,
         "comma list of origins, or *; unset: no CORS headers"),
+    STR("CORS_ALLOW_HEADERS", cors_allow_headers, NULL, CF_PLAIN,
+        "comma list of request headers a browser may send; unset: " QG_CORS_ALLOW_HEADERS_DEFAULT),
     CHOICE("LOG_FORMAT", CF_ENUM, log_format, "text", log_format_names, "log line format"),
     CHOICE("LOG_LEVEL", CF_ENUM, log_level, "info", log_level_names, "least severe level logged"),
 };

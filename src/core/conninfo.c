@@ -366,6 +366,31 @@ static bool secret_uri_key(const char *k, size_t n)
     return secret_key(dec, o);
 }
 
+/*
+ * Where redaction goes: text for a log (b set: a secret becomes its stand-in,
+ * "***"), or the string itself, each secret byte overwritten with '*' (scrub
+ * set: scrub and base are the same string, base read, scrub written).
+ */
+struct sink {
+    qg_buf *b;
+    char *scrub;
+    const char *base;
+};
+
+static void keep(struct sink *o, const char *s, size_t n)
+{
+    if (o->b)
+        qg_buf_append(o->b, s, n);
+}
+
+static void hide(struct sink *o, const char *s, size_t n, const char *stand_in)
+{
+    if (o->b)
+        qg_buf_puts(o->b, stand_in);
+    else
+        memset(o->scrub + (s - o->base), '*', n);
+}
+
 /* Marks hide[from, to) for redact_uri. */
 static void mark(bool *hide, size_t from, size_t to)
 {
@@ -380,21 +405,20 @@ static void mark(bool *hide, size_t from, size_t to)
  *   (the user's mistake, still a secret); hiding too much beats showing some;
  * - the value of every secret query key (password=, sslpassword=) up to the
  *   next '&', after any '?' or '&', since '?' may itself be in a password.
+ * Returns false when out of memory (nothing written).
  */
-static void redact_uri(qg_buf *b, const char *s, size_t n, size_t scheme_len)
+static bool redact_uri(struct sink *o, const char *s, size_t n, size_t scheme_len)
 {
     size_t start = scheme_len + 3, at = n;
-    bool *hide = calloc(n + 1, sizeof *hide);
-    if (!hide) {
-        b->oom = true;
-        return;
-    }
+    bool *hidden = calloc(n + 1, sizeof *hidden);
+    if (!hidden)
+        return false;
     for (size_t i = start; i < n; i++)
         if (s[i] == '@')
             at = i;
     const char *colon = at < n ? memchr(s + start, ':', at - start) : NULL;
     if (colon)
-        mark(hide, (size_t)(colon - s) + 1, at);
+        mark(hidden, (size_t)(colon - s) + 1, at);
     for (size_t i = start; i < n; i++) {
         if (s[i] != '?' && s[i] != '&')
             continue;
@@ -403,38 +427,39 @@ static void redact_uri(qg_buf *b, const char *s, size_t n, size_t scheme_len)
             end++;
         const char *eq = memchr(s + k, '=', end - k);
         if (eq && secret_uri_key(s + k, (size_t)(eq - s) - k))
-            mark(hide, (size_t)(eq - s) + 1, end);
+            mark(hidden, (size_t)(eq - s) + 1, end);
     }
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && hide[j] == hide[i])
+        while (j < n && hidden[j] == hidden[i])
             j++;
-        if (hide[i])
-            qg_buf_puts(b, "***");
+        if (hidden[i])
+            hide(o, s + i, j - i, "***");
         else
-            qg_buf_append(b, s + i, j - i);
+            keep(o, s + i, j - i);
         i = j;
     }
-    free(hide);
+    free(hidden);
+    return true;
 }
 
 /* A key=value token that is not a secret; a URI inside one (dbname=postgresql://...) is redacted too. */
-static void put_token(qg_buf *b, const char *s, size_t n)
+static bool put_token(struct sink *o, const char *s, size_t n)
 {
     const char *sep = NULL;
     for (size_t i = 0; i + 2 < n && !sep; i++)
         if (!memcmp(s + i, "://", 3))
             sep = s + i;
     if (!sep) {
-        qg_buf_append(b, s, n);
-        return;
+        keep(o, s, n);
+        return true;
     }
     size_t before = (size_t)(sep - s);
     size_t from = before; /* the scheme starts after the last non-scheme character */
     while (from && (isalnum((unsigned char)s[from - 1]) || strchr("+-.", s[from - 1])))
         from--;
-    qg_buf_append(b, s, from);
-    redact_uri(b, s + from, n - from, before - from);
+    keep(o, s, from);
+    return redact_uri(o, s + from, n - from, before - from);
 }
 
 /* Length of a key=value value at s: quoted ('...' with \ escapes) or up to whitespace. */
@@ -454,39 +479,52 @@ static size_t kv_value_len(const char *s)
 }
 
 /* key=value pairs as libpq reads them, kept as written except secret values. */
-static void redact_kv(qg_buf *b, const char *s)
+static bool redact_kv(struct sink *o, const char *s)
 {
-    while (*s) {
+    bool ok = true;
+    while (*s && ok) {
         size_t ws = strspn(s, " \t\n\r\f\v");
-        qg_buf_append(b, s, ws);
+        keep(o, s, ws);
         s += ws;
         size_t k = strcspn(s, "= \t\n\r\f\v");
         bool secret = k && secret_key(s, k);
-        put_token(b, s, k);
+        ok = put_token(o, s, k);
         s += k;
         size_t ws2 = strspn(s, " \t\n\r\f\v");
         if (s[ws2] != '=') {
             if (secret && *s) { /* "password secret": the value's '=' is missing */
-                qg_buf_puts(b, " ***");
-                return;
+                hide(o, s, strlen(s), " ***");
+                break;
             }
             continue;
         }
         if (!k && !ws2) { /* a '=' without a key */
-            qg_buf_putc(b, '=');
+            keep(o, s, 1);
             s++;
             continue;
         }
         ws = ws2 + 1 + strspn(s + ws2 + 1, " \t\n\r\f\v");
-        qg_buf_append(b, s, ws);
+        keep(o, s, ws);
         s += ws;
         size_t v = kv_value_len(s);
         if (secret)
-            qg_buf_puts(b, s[0] == '\'' ? "'***'" : "***");
+            hide(o, s, v, s[0] == '\'' ? "'***'" : "***");
         else
-            put_token(b, s, v);
+            ok = put_token(o, s, v);
         s += v;
     }
+    return ok;
+}
+
+/* DATABASE_URL in either of libpq's forms. */
+static bool redact(struct sink *o, const char *s)
+{
+    size_t ws = strspn(s, " \t\n\r\f\v"), n = strlen(s);
+    size_t scheme = uri_scheme_len(s + ws, n - ws);
+    if (!scheme)
+        return redact_kv(o, s);
+    keep(o, s, ws);
+    return redact_uri(o, s + ws, n - ws, scheme);
 }
 
 char *qgp_redact_conninfo(const char *conninfo)
@@ -494,14 +532,18 @@ char *qgp_redact_conninfo(const char *conninfo)
     qg_buf b;
     qg_buf_init(&b);
     qg_buf_puts(&b, "");
-    const char *s = conninfo ? conninfo : "";
-    size_t ws = strspn(s, " \t\n\r\f\v"), n = strlen(s);
-    size_t scheme = uri_scheme_len(s + ws, n - ws);
-    if (scheme) {
-        qg_buf_append(&b, s, ws);
-        redact_uri(&b, s + ws, n - ws, scheme);
-    } else {
-        redact_kv(&b, s);
-    }
+    struct sink o = {.b = &b};
+    if (!redact(&o, conninfo ? conninfo : ""))
+        b.oom = true;
     return qg_buf_steal(&b, NULL);
+}
+
+void qg_conninfo_scrub(char *conninfo)
+{
+    if (!conninfo)
+        return;
+    struct sink o = {.scrub = conninfo, .base = conninfo};
+    /* NOTE: out of memory, all of it goes: a password must not stay for want of a copy. */
+    if (!redact(&o, conninfo))
+        memset(conninfo, '*', strlen(conninfo));
 }

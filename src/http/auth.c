@@ -132,10 +132,12 @@ static qg_status parse_entry(char *line, const char *where, const char *label, s
     struct key k;
     memset(&k, 0, sizeof k);
     k.scopes = qgh_scopes_parse(f[1]);
+    /* NOTE: the scopes are not quoted: "KEY1 read,KEY2 admin" puts a key in them. */
     if (!k.scopes)
         return qg_error_set(err, QG_ERR_CONFIG,
-                            "%s: scopes \"%.40s\" are not a comma list of read, write, admin",
-                            where, f[1]);
+                            "%s: the scopes (second field) are not a comma list of read, write, "
+                            "admin; separate entries with ';' (API_KEYS) or newlines (the file)",
+                            where);
     if (f[2] && !valid_role(f[2]))
         return qg_error_set(err, QG_ERR_CONFIG,
                             "%s: the role must be 1 to %d characters of A-Z a-z 0-9 _ $ . -",
@@ -231,6 +233,44 @@ static void keytab_free(struct keytab *t)
     free(t);
 }
 
+/* Index of the key whose digest equals h, or n: every key compared, every byte, no early exit. */
+static size_t find_key(const struct keytab *t, const unsigned char h[QGH_SHA256_LEN])
+{
+    size_t found = t->n;
+    for (size_t i = 0; i < t->n; i++) {
+        unsigned diff = 0;
+        for (size_t b = 0; b < QGH_SHA256_LEN; b++)
+            diff |= (unsigned)(t->keys[i].hash[b] ^ h[b]);
+        /* 1 when diff is 0, else 0, without a branch; then a masked select. */
+        size_t eq = (size_t)(1u & ((diff - 1u) >> 8));
+        size_t mask = (size_t)0 - eq;
+        found = (found & ~mask) | (i & mask);
+    }
+    return found;
+}
+
+/* "KEY1 read KEY2" (a ';' left out) makes a key a role name, which
+   error messages and the log show. */
+static qg_status check_roles(const struct keytab *t, const char *file, qg_error *err)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (!t->keys[i].role[0])
+            continue;
+        unsigned char h[QGH_SHA256_LEN];
+        qgh_sha256(t->keys[i].role, strlen(t->keys[i].role), h);
+        size_t j = find_key(t, h);
+        explicit_bzero(h, sizeof h);
+        bool in_file = !strncmp(t->keys[i].where, "line", 4);
+        if (j < t->n)
+            return qg_error_set(err, QG_ERR_CONFIG,
+                                "%s%.256s%s%s: its role (third field) is the key of %s; separate "
+                                "entries with ';' (API_KEYS) or newlines (the file)",
+                                in_file ? "API_KEYS_FILE " : "", in_file ? file : "",
+                                in_file ? " " : "", t->keys[i].where, t->keys[j].where);
+    }
+    return QG_OK;
+}
+
 /* API_KEYS's entries plus the file's, as a new table. */
 static qg_status build(const qgh_auth *a, bool was_open, struct keytab **out, qg_error *err)
 {
@@ -244,6 +284,8 @@ static qg_status build(const qgh_auth *a, bool was_open, struct keytab **out, qg
             s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory loading API keys");
     if (s == QG_OK && a->file)
         s = parse_file(a->file, t, err);
+    if (s == QG_OK)
+        s = check_roles(t, a->file, err);
     if (s != QG_OK) {
         keytab_free(t);
         return s;
@@ -396,22 +438,6 @@ static enum qgh_auth_result bearer_token(const char *v, const char **tok, size_t
     *tok = v;
     *len = n;
     return QGH_AUTH_OK;
-}
-
-/* Index of the key whose digest equals h, or n: every key compared, every byte, no early exit. */
-static size_t find_key(const struct keytab *t, const unsigned char h[QGH_SHA256_LEN])
-{
-    size_t found = t->n;
-    for (size_t i = 0; i < t->n; i++) {
-        unsigned diff = 0;
-        for (size_t b = 0; b < QGH_SHA256_LEN; b++)
-            diff |= (unsigned)(t->keys[i].hash[b] ^ h[b]);
-        /* 1 when diff is 0, else 0, without a branch; then a masked select. */
-        size_t eq = (size_t)(1u & ((diff - 1u) >> 8));
-        size_t mask = (size_t)0 - eq;
-        found = (found & ~mask) | (i & mask);
-    }
-    return found;
 }
 
 enum qgh_auth_result qgh_auth_check(qgh_auth *a, const char *authorization,

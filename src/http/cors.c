@@ -1,4 +1,4 @@
-/* CORS: which browser origins may call the API (CORS_ALLOW_ORIGINS), preflights and response headers. */
+/* CORS: which browser origins may call the API (CORS_ALLOW_ORIGINS) with which headers (CORS_ALLOW_HEADERS), preflights and response headers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +12,9 @@ struct qgh_cors {
     bool any;     /* "*" */
     size_t n;
     char *origins[MAX_ORIGINS];
+    /* The request headers a caller may send: "A, B, C", as a preflight answers it. */
+    char headers[QGH_CORS_HEADERS_MAX];
 };
-
-/* The request headers a caller may send; the rest would be ignored anyway. */
-static const char *const allowed_headers[] = {"Content-Type", "Authorization", "X-Request-Id"};
-#define ALLOWED_LIST "Content-Type, Authorization, X-Request-Id"
-#define NALLOWED (sizeof allowed_headers / sizeof allowed_headers[0])
 
 void qgh_cors_free(qgh_cors *c)
 {
@@ -26,6 +23,46 @@ void qgh_cors_free(qgh_cors *c)
     for (size_t i = 0; i < c->n; i++)
         free(c->origins[i]);
     free(c);
+}
+
+/* RFC 9110's token: what a header name may be. */
+static bool is_header_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr("!#$%&'*+-.^_`|~", ch))))
+            return false;
+    }
+    return n > 0;
+}
+
+/* CORS_ALLOW_HEADERS (NULL: the default) into out as "A, B, C". */
+static qg_status parse_headers(const char *spec, char out[QGH_CORS_HEADERS_MAX], qg_error *err)
+{
+    out[0] = '\0';
+    size_t used = 0;
+    for (const char *p = spec ? spec : QG_CORS_ALLOW_HEADERS_DEFAULT;;) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ",");
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (!is_header_name(p, n))
+            return qg_error_set(err, QG_ERR_CONFIG,
+                                "CORS_ALLOW_HEADERS: \"%.*s\" is not a header name; give a comma "
+                                "list such as Content-Type, Authorization, traceparent",
+                                (int)(n > 100 ? 100 : n), p);
+        int w = snprintf(out + used, QGH_CORS_HEADERS_MAX - used, "%s%.*s", used ? ", " : "",
+                         (int)n, p);
+        if (w < 0 || (size_t)w >= QGH_CORS_HEADERS_MAX - used)
+            return qg_error_set(err, QG_ERR_CONFIG, "CORS_ALLOW_HEADERS: longer than %d characters",
+                                QGH_CORS_HEADERS_MAX - 1);
+        used += (size_t)w;
+        p += strcspn(p, ",");
+        if (!*p)
+            return QG_OK;
+        p++;
+    }
 }
 
 /* scheme://host[:port], as a browser sends it: no path, no trailing slash, no spaces. */
@@ -66,14 +103,17 @@ static qg_status add_origin(qgh_cors *c, const char *o, size_t n, qg_error *err)
     return QG_OK;
 }
 
-qg_status qgh_cors_new(const char *spec, qgh_cors **out, qg_error *err)
+qg_status qgh_cors_new(const char *spec, const char *headers, qgh_cors **out, qg_error *err)
 {
     *out = NULL;
-    if (!spec || !*spec)
-        return QG_OK;
+    char list[QGH_CORS_HEADERS_MAX];
+    qg_status parsed = parse_headers(headers, list, err);
+    if (parsed != QG_OK || !spec || !*spec)
+        return parsed;
     qgh_cors *c = calloc(1, sizeof *c);
     if (!c)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
+    memcpy(c->headers, list, sizeof list);
     const char *p = spec;
     while (*p == ' ' || *p == '\t')
         p++;
@@ -117,18 +157,23 @@ bool qgh_cors_allows(const qgh_cors *c, const char *origin)
     return false;
 }
 
-static bool header_allowed(const char *name, size_t n)
+/* Whether name (n bytes) is in the list, ignoring case as HTTP does. */
+static bool header_allowed(const qgh_cors *c, const char *name, size_t n)
 {
-    for (size_t i = 0; i < NALLOWED; i++)
-        if (strlen(allowed_headers[i]) == n && !strncasecmp(allowed_headers[i], name, n))
+    for (const char *p = c->headers; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncasecmp(p, name, n))
             return true;
+        p += k;
+        p += strspn(p, ", ");
+    }
     return false;
 }
 
 /* The requested headers echoed when each is allowed; otherwise the allowed list. */
-static void allow_headers(const char *requested, char *out, size_t size)
+static void allow_headers(const qgh_cors *c, const char *requested, char *out, size_t size)
 {
-    snprintf(out, size, "%s", ALLOWED_LIST);
+    snprintf(out, size, "%s", c->headers);
     if (!requested || strlen(requested) >= size)
         return;
     for (const char *p = requested; *p;) {
@@ -137,7 +182,7 @@ static void allow_headers(const char *requested, char *out, size_t size)
         size_t k = n;
         while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
             k--;
-        if (k && !header_allowed(p, k))
+        if (k && !header_allowed(c, p, k))
             return;
         p += n;
     }
@@ -159,7 +204,7 @@ bool qgh_cors_preflight(const struct qgh_head *h, const char *methods, struct qg
     rep->status = 204;
     rep->preflight = true;
     rep->cors_methods = methods;
-    allow_headers(h->cors_headers, rep->cors_headers, sizeof rep->cors_headers);
+    allow_headers(h->cors, h->cors_headers, rep->cors_headers, sizeof rep->cors_headers);
     return true;
 }
 

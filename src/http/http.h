@@ -26,6 +26,9 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
 /* The port actually bound. */
 int qg_server_port(const qg_server *s);
 
+/* From now on /health/ready answers 503; everything else is served as before. */
+void qg_server_unready(qg_server *s);
+
 /*
  * Stops accepting connections; requests still arriving on open connections get
  * 503 shutting_down. Waits up to drain_s for requests in flight, then cancels
@@ -51,13 +54,17 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
 void qgh_log_request(const char *request_id);
 /* Whether a line at level would be written. */
 bool qgh_log_enabled(enum qg_log_level level);
-/* One line per request, at info; never a body or parameter. wait_ms: the pool wait. */
+/* One line per request, at info; never a body or parameter. wait_ms: the pool wait;
+   trace_id: of the request's traceparent header, "" if none. */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    double wait_ms, const char *request_id);
+                    double wait_ms, const char *request_id, const char *trace_id);
 /* A qg_log_fn for qg_manager_set_log (arg unused). */
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
 
 /* ---- reply.c: status, headers and JSON bodies ----------------------------- */
+
+/* CORS_ALLOW_HEADERS's longest value. */
+#define QGH_CORS_HEADERS_MAX 512
 
 struct qgh_reply {
     int status;               /* HTTP status; 0 while undecided */
@@ -72,7 +79,7 @@ struct qgh_reply {
     char sqlstate[6];         /* for the db error metrics; "" if none */
     bool preflight;           /* a CORS preflight answer: the two fields below are sent */
     const char *cors_methods; /* static: Access-Control-Allow-Methods */
-    char cors_headers[128];   /* Access-Control-Allow-Headers */
+    char cors_headers[QGH_CORS_HEADERS_MAX]; /* Access-Control-Allow-Headers */
     char message[256];        /* internal_error's cause, logged with the request id */
     const char *etag;         /* static ETag of a cacheable 200, or NULL */
     const char *cache_control; /* static Cache-Control, or NULL */
@@ -86,6 +93,11 @@ void qgh_reply_json(struct qgh_reply *r, int status, qg_buf *b);
 void qgh_reply_body(struct qgh_reply *r, int status, const char *content_type, qg_buf *b);
 /* The error body for err, status by its code (the contract's table). */
 void qgh_reply_error(struct qgh_reply *r, const qg_error *err);
+/* The same for a statement's error as caller who may see it: db_unavailable's
+   cause (hosts, logins, roles) only for an admin key; always logged. */
+struct qgh_principal;
+void qgh_reply_error_as(struct qgh_reply *r, const qg_error *err,
+                        const struct qgh_principal *who);
 /* An error by code name, including the HTTP-only ones (not_found, ...). */
 void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     QG_PRINTF(3, 4);
@@ -149,6 +161,12 @@ bool qgh_host_is_loopback(const char *host);
 /* Copies the caller's id into out if it is sane (1..200 printable ASCII), else a new one. */
 void qgh_request_id(const char *given, char out[QGH_REQUEST_ID_MAX + 1]);
 
+/* ---- trace.c -------------------------------------------------------------- */
+
+#define QGH_TRACE_ID_LEN 32
+/* The trace id of a W3C traceparent header value (NULL: none); "" and false if it is not valid. */
+bool qgh_traceparent(const char *value, char trace_id[QGH_TRACE_ID_LEN + 1]);
+
 /* ---- request.c: bodies decoded ------------------------------------------- */
 
 struct qgh_statement {
@@ -196,17 +214,19 @@ void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 
-/* ---- cors.c: CORS_ALLOW_ORIGINS ------------------------------------------ */
+/* ---- cors.c: CORS_ALLOW_ORIGINS, CORS_ALLOW_HEADERS ----------------------- */
 
 typedef struct qgh_cors qgh_cors;
 struct qgh_head;
 
 /*
  * Parses spec (comma-separated exact origins such as https://app.example.com,
- * or "*"). NULL or empty: *out is NULL (no CORS headers at all). *out is new;
- * qgh_cors_free frees it.
+ * or "*") and headers (comma-separated request header names; NULL: the
+ * default). NULL or empty spec: *out is NULL (no CORS headers at all), headers
+ * still checked. *out is new; qgh_cors_free frees it.
  */
-qg_status qgh_cors_new(const char *spec, qgh_cors **out, qg_error *err) QG_MUSTCHECK;
+qg_status qgh_cors_new(const char *spec, const char *headers, qgh_cors **out,
+                       qg_error *err) QG_MUSTCHECK;
 void qgh_cors_free(qgh_cors *c);
 bool qgh_cors_allows(const qgh_cors *c, const char *origin);
 
@@ -252,6 +272,7 @@ struct qgh_ctx {
     qg_manager *m;
     qgh_metrics *metrics;
     qgh_auth *auth;
+    const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
 };
 
 /* ---- watch.c: clients that hang up while their request runs ---------------- */

@@ -120,7 +120,7 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...)
 
 /* NOTE: at info, so LOG_LEVEL=warn keeps only problems (a 500 also has its own error line). */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    double wait_ms, const char *request_id)
+                    double wait_ms, const char *request_id, const char *trace_id)
 {
     if (QG_LOG_INFO < log_level)
         return;
@@ -135,6 +135,10 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
                            "\"request_id\":",
                        status, ms, wait_ms);
         qg_buf_json_string(&b, request_id, strlen(request_id));
+        if (trace_id[0]) {
+            qg_buf_puts(&b, ",\"trace_id\":");
+            qg_buf_json_string(&b, trace_id, strlen(trace_id));
+        }
         qg_buf_puts(&b, "}");
     } else {
         put_text(&b, method);
@@ -142,6 +146,10 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
         put_text(&b, path);
         qg_buf_printf(&b, " %d %.3fms wait=%.3fms id=", status, ms, wait_ms);
         put_text(&b, request_id);
+        if (trace_id[0]) {
+            qg_buf_puts(&b, " trace=");
+            put_text(&b, trace_id);
+        }
     }
     emit(&b);
 }

@@ -148,6 +148,39 @@ void qgh_reply_error(struct qgh_reply *r, const qg_error *err)
     finish(r, &b);
 }
 
+/*
+ * NOTE: db_unavailable's cause names the database's host and port, the
+ * service's login and role names (libpq's "connection to server at ...").
+ * That is for operators: an admin key and the log get it, other callers a
+ * plain sentence, as /health/ready does. The service's own 503 messages
+ * (pool_timeout, shutting_down) name none of these.
+ */
+void qgh_reply_error_as(struct qgh_reply *r, const qg_error *err,
+                        const struct qgh_principal *who)
+{
+    if (err->status != QG_ERR_DB_UNAVAILABLE) {
+        qgh_reply_error(r, err);
+        return;
+    }
+    qgh_log(QG_LOG_WARN, "db_unavailable: %s%s%s", err->message, err->detail[0] ? "; " : "",
+            err->detail);
+    if (who && (who->scopes & QGH_SCOPE_ADMIN)) {
+        qgh_reply_error(r, err);
+        return;
+    }
+    qg_error plain;
+    qg_error_clear(&plain);
+    plain.status = err->status;
+    plain.outcome_unknown = err->outcome_unknown;
+    plain.statement_index = err->statement_index;
+    snprintf(plain.sqlstate, sizeof plain.sqlstate, "%s", err->sqlstate);
+    snprintf(plain.message, sizeof plain.message,
+             "the database is unavailable%s; retry later. The service's log has the cause "
+             "under this answer's X-Request-Id",
+             err->outcome_unknown ? "; the write may or may not have been applied" : "");
+    qgh_reply_error(r, &plain);
+}
+
 void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
 {
     set_error(r, code);

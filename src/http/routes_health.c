@@ -1,5 +1,6 @@
 /* GET /health, /health/ready (database round trip), /health/live (none) and /pool. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
@@ -70,7 +71,11 @@ void qgh_route_ready(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
     struct qg_health h;
     memset(&h, 0, sizeof h);
-    qg_health_cached(ctx->m, ctx->cfg->health_cache_ms, &h);
+    /* Stopping: load balancers hear it first, while requests are still served. */
+    if (ctx->unready && atomic_load(ctx->unready))
+        snprintf(h.error, sizeof h.error, "the service is stopping (SIGTERM, SHUTDOWN_DELAY)");
+    else
+        qg_health_cached(ctx->m, ctx->cfg->health_cache_ms, &h);
     answer_health(ctx, call, &h);
 }
 

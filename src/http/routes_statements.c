@@ -141,7 +141,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
     if (s != QG_OK) {
         if (err.status == QG_OK)
             qg_error_set(&err, s, "the statement failed");
-        qgh_reply_error(call->reply, &err);
+        qgh_reply_error_as(call->reply, &err, call->who);
     } else if (kind == QUERY) {
         answer_query(&r, call->reply);
     } else {

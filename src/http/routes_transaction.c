@@ -80,7 +80,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     if (s != QG_OK) {
         if (err.status == QG_OK)
             qg_error_set(&err, s, "the transaction failed");
-        qgh_reply_error(call->reply, &err);
+        qgh_reply_error_as(call->reply, &err, call->who);
     } else {
         qg_buf b;
         qg_buf_init(&b);

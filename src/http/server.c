@@ -33,6 +33,7 @@ struct qg_server {
     struct MHD_Daemon *daemon;
     int port;
     atomic_bool draining;
+    atomic_bool unready;  /* SHUTDOWN_DELAY: /health/ready says 503, the rest is served */
     atomic_int open_requests; /* request states not yet freed */
 };
 
@@ -61,6 +62,7 @@ struct request {
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
+    char trace_id[QGH_TRACE_ID_LEN + 1]; /* of a valid traceparent header, else "" */
     struct qgh_principal who;
     qg_buf body;
     struct qgh_reply reply;
@@ -81,7 +83,7 @@ static void count_and_log(qg_server *s, struct request *r)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
     qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
-                   r->request_id);
+                   r->request_id, r->trace_id);
 }
 
 static void add_header(void *arg, const char *name, const char *value)
@@ -295,6 +297,8 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     snprintf(r->path, sizeof r->path, "%s", url);
     qgh_request_id(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
                    r->request_id);
+    (void)qgh_traceparent(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
+                          r->trace_id);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     r->guard = ci ? ci->socket_context : NULL;
@@ -567,6 +571,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
     s->ctx.cfg = cfg;
     s->ctx.m = m;
     s->ctx.auth = auth;
+    s->ctx.unready = &s->unready;
     const char *names[32];
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)
@@ -581,7 +586,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
        semantics): measured, 15 workers over a pool of 5 opened a new PostgreSQL
        session for nearly every request (~150 req/s); 5 workers, none (~14k req/s). */
     int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size;
-    qg_status st = qgh_cors_new(cfg->cors_allow_origins, &s->cors, err);
+    qg_status st = qgh_cors_new(cfg->cors_allow_origins, cfg->cors_allow_headers, &s->cors, err);
     if (st == QG_OK)
         st = qgh_conns_new(cfg->http_max_connections, cfg->http_idle_timeout_s, &s->conns, err);
     if (st == QG_OK)
@@ -606,6 +611,11 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
 int qg_server_port(const qg_server *s)
 {
     return s->port;
+}
+
+void qg_server_unready(qg_server *s)
+{
+    atomic_store(&s->unready, true);
 }
 
 /* Lets resumed connections send their answers before the daemon closes them. */

@@ -1,4 +1,4 @@
-/* Fuzzes DATABASE_URL handling: libpq parse, our parameters, and that redaction hides what libpq calls the password. */
+/* Fuzzes DATABASE_URL handling: libpq parse, our parameters, and that redaction and scrubbing hide what libpq calls the password. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +61,29 @@ static void check_redaction(const char *s)
     free(red);
 }
 
+/* qg_conninfo_scrub: the same length, and libpq finds no password of 6+ characters in it. */
+static void check_scrub(const char *s)
+{
+    char *copy = strdup(s);
+    if (!copy)
+        return;
+    qg_conninfo_scrub(copy);
+    if (strlen(copy) != strlen(s))
+        abort();
+    static const char *const keys[] = {"password", "sslpassword"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        char *pw = parsed_value(s, keys[i]);
+        char *again = pw && strlen(pw) >= 6 && strspn(pw, "*") < strlen(pw)
+                          ? parsed_value(copy, keys[i])
+                          : NULL;
+        if (again && !strcmp(again, pw))
+            abort();
+        free(again);
+        free(pw);
+    }
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *s = malloc(size + 1);
@@ -69,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = '\0';
     check_redaction(s);
+    check_scrub(s);
 
     struct qg_config cfg;
     if (qg_config_load(&cfg, NULL, NULL) != QG_OK)

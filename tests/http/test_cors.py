@@ -1,4 +1,4 @@
-"""CORS (CORS_ALLOW_ORIGINS): response headers, preflights, origins not allowed, bad settings."""
+"""CORS (CORS_ALLOW_ORIGINS, CORS_ALLOW_HEADERS): response headers, preflights, origins not allowed, bad settings."""
 import os
 import subprocess
 import sys
@@ -11,7 +11,7 @@ APP = "http://app.example"
 LOCAL = "http://127.0.0.1:5000"
 EVIL = "http://evil.example"
 EXPOSE = "X-Request-Id, Retry-After, WWW-Authenticate"
-ALLOWED_HEADERS = "Content-Type, Authorization, X-Request-Id"
+ALLOWED_HEADERS = "Content-Type, Authorization, X-Request-Id, traceparent, tracestate"
 KEY = "cors-preflight-key-0123456789abcdef"
 
 
@@ -82,6 +82,17 @@ def test_preflight_allowed(s):
     check(r.header("access-control-allow-methods") == "POST", r.headers)
 
 
+def test_preflight_with_trace_context(s):
+    """OpenTelemetry's fetch instrumentation asks for traceparent and tracestate."""
+    asked = "authorization,content-type,traceparent,tracestate"
+    r = preflight(s, "/query", APP, headers=asked)
+    check(r.status == 204 and r.header("access-control-allow-headers") == asked, r.headers)
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = s.post("/query", {"sql": "SELECT 1 AS a"},
+               headers={"Origin": APP, "traceparent": tp, "tracestate": "vendor=x"})
+    check(check_ok(r)["rows"] == [{"a": 1}] and r.header("access-control-allow-origin") == APP, r)
+
+
 def test_preflight_origin_not_allowed_is_403(s):
     r = preflight(s, "/query", EVIL, headers="content-type")
     e = check_error(r, 403, "forbidden")
@@ -142,6 +153,19 @@ def test_preflight_needs_no_api_key():
         s.stop()
 
 
+def test_allow_headers_setting():
+    s = Server(CORS_ALLOW_ORIGINS=APP, CORS_ALLOW_HEADERS="Content-Type, X-Tenant")
+    try:
+        r = preflight(s, "/query", APP, headers="x-tenant,content-type")
+        check(r.status == 204 and r.header("access-control-allow-headers") == "x-tenant,content-type",
+              r.headers)
+        r = preflight(s, "/query", APP, headers="content-type,traceparent")
+        check(r.status == 204 and r.header("access-control-allow-headers") ==
+              "Content-Type, X-Tenant", r.headers)
+    finally:
+        s.stop()
+
+
 def test_bad_settings_are_startup_errors():
     for value, words in (("http://a.example/", "path"), ("app.example", "not an origin"),
                          ("*, http://a.example", "stand alone"),
@@ -152,6 +176,13 @@ def test_bad_settings_are_startup_errors():
         p = subprocess.run([binary()], env=env, capture_output=True, text=True, timeout=30)
         check(p.returncode != 0, (value, p.returncode, p.stderr))
         check("CORS_ALLOW_ORIGINS" in p.stderr and words in p.stderr, (value, p.stderr))
+    for value in ("Content-Type,,Authorization", "X Tenant", "X-A:b"):
+        env = dict(os.environ, DATABASE_URL=database_url(), PORT="0", HOST="127.0.0.1",
+                   AUTH="none", CORS_ALLOW_ORIGINS=APP, CORS_ALLOW_HEADERS=value)
+        p = subprocess.run([binary()], env=env, capture_output=True, text=True, timeout=30)
+        check(p.returncode != 0, (value, p.returncode, p.stderr))
+        check("CORS_ALLOW_HEADERS" in p.stderr and "not a header name" in p.stderr,
+              (value, p.stderr))
 
 
 if __name__ == "__main__":

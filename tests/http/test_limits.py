@@ -187,6 +187,62 @@ def test_drain_timeout_cancels():
     admin_sql("DROP TABLE %s" % T)
 
 
+def refused(s):
+    try:
+        s.request("GET", "/health/live", conn=s.connection())
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_shutdown_delay():
+    """SIGTERM with SHUTDOWN_DELAY: /health/ready 503 at once, the rest served for the delay,
+    then the listener closes and the drain runs."""
+    delay = 2
+    s = Server(SHUTDOWN_DELAY=delay)
+    idle = s.connection()
+    check_ok(s.get("/health/ready"))
+    check_ok(s.request("GET", "/health/live", conn=idle))
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    while True:
+        r = s.get("/health/ready", conn=s.connection())
+        if r.status == 503 or time.time() - t0 > 2:
+            break
+        time.sleep(0.02)
+    check(r.status == 503 and r.json["status"] == "unhealthy" and
+          "SHUTDOWN_DELAY" in r.json["error"], r)
+    # Everything else is served as before, on new connections and open ones alike.
+    check_ok(s.post("/query", {"sql": "SELECT 1 AS one"}, conn=s.connection()))
+    check_ok(s.request("GET", "/health/live", conn=idle))
+    check_ok(s.get("/pool", conn=s.connection()))
+    check(time.time() - t0 < delay, "the checks outlasted the delay: meaningless")
+    while not refused(s) and time.time() - t0 < delay + 10:
+        time.sleep(0.05)
+    check(time.time() - t0 >= delay, "the listener closed %.2fs after SIGTERM, before %ds"
+          % (time.time() - t0, delay))
+    check(refused(s), "new connections still accepted after the delay")
+    check(s.stop() == 0, "exit code")
+    order = [ln for ln in s.lines if "SIGTERM" in ln]
+    check(len(order) == 2 and "SHUTDOWN_DELAY" in order[0] and "draining" in order[1], order)
+
+
+def test_shutdown_delay_cut_short():
+    """A second SIGTERM, or a SIGINT, ends the delay; SIGINT alone has none."""
+    for first, second in ((signal.SIGTERM, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT),
+                          (signal.SIGINT, None)):
+        s = Server(SHUTDOWN_DELAY=600)
+        t0 = time.time()
+        s.proc.send_signal(first)
+        if second:
+            while s.get("/health/ready", conn=s.connection()).status != 503:
+                check(time.time() - t0 < 5, "/health/ready never answered 503")
+                time.sleep(0.02)
+            s.proc.send_signal(second)
+        check(s.proc.wait(20) == 0, "exit code")
+        check(any("draining" in ln for ln in s.lines), (first, second, s.lines[-3:]))
+
+
 def run_binary(env_extra, args=()):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(env_extra)

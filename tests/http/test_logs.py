@@ -18,7 +18,8 @@ ACCESS_FIELDS = {"time": str, "level": str, "msg": str, "method": str, "path": s
                  "status": int, "duration_ms": (int, float), "pool_wait_ms": (int, float),
                  "request_id": str}
 TEXT_ACCESS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) info  (GET|POST|HEAD) (\S+) "
-                         r"(\d{3}) (\d+\.\d{3})ms wait=(\d+\.\d{3})ms id=(\S+)$")
+                         r"(\d{3}) (\d+\.\d{3})ms wait=(\d+\.\d{3})ms id=(\S+)"
+                         r"(?: trace=([0-9a-f]{32}))?$")
 
 
 def wait_for(s, pred, what, timeout=5):
@@ -121,6 +122,41 @@ def test_text_access_lines():
         check(not any(SECRET in ln for ln in lines), "a parameter value reached the log")
     finally:
         s.stop()
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENTS = {"tp-valid": "00-%s-00f067aa0ba902b7-01" % TRACE,
+                "tp-capitals": "00-%s-00f067aa0ba902b7-01" % TRACE.upper(),
+                "tp-zero": "00-%s-00f067aa0ba902b7-01" % ("0" * 32),
+                "tp-junk": "00-%s-00f067aa0ba902b7-01 x\"y" % TRACE}
+
+
+def test_traceparent_in_access_lines():
+    """A valid W3C traceparent's trace id joins the access line; an invalid one is ignored."""
+    for fmt in ("json", "text"):
+        s = Server(LOG_FORMAT=fmt)
+        try:
+            for rid, tp in TRACEPARENTS.items():
+                check_ok(s.post("/query", {"sql": "SELECT 1"},
+                                headers={"X-Request-Id": rid, "traceparent": tp}))
+            check_ok(s.get("/health/live", headers={"X-Request-Id": "tp-none"}))
+            ids = list(TRACEPARENTS) + ["tp-none"]
+            lines = wait_for(s, lambda ls: all(any(i in ln for ln in ls) for i in ids),
+                             "an access line is missing")
+            got = {}
+            if fmt == "json":
+                for rec in json_lines(lines):
+                    if rec.get("msg") == "request":
+                        got[rec["request_id"]] = rec.get("trace_id")
+            else:
+                for ln in lines:
+                    m = TEXT_ACCESS.match(ln.rstrip("\n"))
+                    if m:
+                        got[m.group(7)] = m.group(8)
+            want = {i: TRACE if i == "tp-valid" else None for i in ids}
+            check({i: got.get(i, "missing") for i in ids} == want, (fmt, got))
+        finally:
+            s.stop()
 
 
 def test_pool_wait_measures_the_queue():

@@ -203,6 +203,10 @@ static void bad_entries(void)
         {K2 " read " "r234567890123456789012345678901234567890123456789012345678901234",
          "role"},
         {K1 " admin", "the same key as line 2"},
+        /* A missing newline puts another key in the scopes or the role. */
+        {K2 " read," K3 " admin", "read, write, admin"},
+        {K2 " " K3 ",read", "read, write, admin"},
+        {K2 " read " K1, "the key of line 2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char text[512];
@@ -215,7 +219,8 @@ static void bad_entries(void)
         qgh_auth_free(a);
         bool ok = strstr(err.message, keyfile) && strstr(err.message, "line 3") &&
                   strstr(err.message, bad[i].why) && !strstr(err.message, K1) &&
-                  !strstr(err.message, K2) && !strstr(err.message, "k2\"0123");
+                  !strstr(err.message, K2) && !strstr(err.message, K3) &&
+                  !strstr(err.message, "k2\"0123");
         if (!ok)
             fprintf(stderr, "   line %s gave: %s\n", bad[i].line, err.message);
         CHECK(ok);
@@ -225,6 +230,17 @@ static void bad_entries(void)
     qg_error err;
     CHECK_INT(make("keys", "127.0.0.1", K1 " read;;" K2 " rid", false, &a, &err), QG_ERR_CONFIG);
     CHECK(strstr(err.message, "API_KEYS entry 3") && !strstr(err.message, K2));
+    /* A ';' left out: the next key lands in the scopes or the role, never in the message. */
+    const char *joined[] = {K1 " read," K2 " admin", K1 " read," K2 " admin;" K3 " read",
+                            K3 " write;" K1 " read " K2 ";" K2 " admin"};
+    for (size_t i = 0; i < sizeof joined / sizeof joined[0]; i++) {
+        CHECK_INT(make("keys", "127.0.0.1", joined[i], false, &a, &err), QG_ERR_CONFIG);
+        bool ok = strstr(err.message, "API_KEYS entry") && !strstr(err.message, K1) &&
+                  !strstr(err.message, K2) && !strstr(err.message, K3);
+        if (!ok)
+            fprintf(stderr, "   API_KEYS %zu gave: %s\n", i, err.message);
+        CHECK(ok);
+    }
     write_file(K3 " read\n" K1 " write\n");
     CHECK_INT(make("keys", "127.0.0.1", K1 " read", true, &a, &err), QG_ERR_CONFIG);
     CHECK(strstr(err.message, "line 2") && strstr(err.message, "API_KEYS entry 1") &&

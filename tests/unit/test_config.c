@@ -380,8 +380,9 @@ static void help_lists_all(void)
         "PG_KEEPALIVES_COUNT", "PG_STATEMENT_TIMEOUT", "PG_IDLE_TX_TIMEOUT", "DB_ECHO",
         "SQLALCHEMY_ECHO", "MAX_RESULT_ROWS", "MAX_RESULT_BYTES", "NUMBERS_AS_STRINGS",
         "HEALTH_CACHE_MS", "HOST", "PORT", "HTTP_THREADS", "HTTP_MAX_BODY",
-        "HTTP_MAX_CONNECTIONS", "HTTP_IDLE_TIMEOUT", "SHUTDOWN_TIMEOUT", "AUTH", "API_KEYS",
-        "API_KEYS_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "CORS_ALLOW_ORIGINS", "LOG_FORMAT",
+        "HTTP_MAX_CONNECTIONS", "HTTP_IDLE_TIMEOUT", "SHUTDOWN_TIMEOUT", "SHUTDOWN_DELAY", "AUTH",
+        "API_KEYS",
+        "API_KEYS_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "CORS_ALLOW_ORIGINS", "CORS_ALLOW_HEADERS", "LOG_FORMAT",
         "LOG_LEVEL"};
     char *text = NULL;
     size_t len = 0;
@@ -394,7 +395,7 @@ static void help_lists_all(void)
     int lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    CHECK_INT(lines, 37); /* one per variable; the alias shares DB_ECHO's line */
+    CHECK_INT(lines, 39); /* one per variable; the alias shares DB_ECHO's line */
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if (!strstr(text, names[i]))
             fprintf(stderr, "   help lacks %s\n", names[i]);
@@ -419,7 +420,7 @@ static void help_lists_all(void)
     int pairs = 0;
     for (const char *p = d; p && *p; p++)
         pairs += *p == '=';
-    CHECK_INT(pairs, 37);
+    CHECK_INT(pairs, 39);
     free(d);
     qg_config_free(&c);
 }

@@ -328,6 +328,35 @@ static void redaction(void)
     free(r);
 }
 
+/* qg_conninfo_scrub(in) in place must give want: same length, each secret byte a '*'. */
+static void scrubs(const char *in, const char *want)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", in);
+    qg_conninfo_scrub(buf);
+    CHECK_STR(buf, want);
+}
+
+static void scrubbing(void)
+{
+    scrubs("postgresql://u:pw@h:5432/db", "postgresql://u:**@h:5432/db");
+    scrubs("postgres://u@h/db", "postgres://u@h/db");
+    scrubs("postgresql://u:p@s:s/w?d@h/db", "postgresql://u:*********@h/db");
+    scrubs("postgresql://u@h/db?sslmode=require&password=zz9&application_name=a",
+           "postgresql://u@h/db?sslmode=require&password=***&application_name=a");
+    scrubs("postgresql://h/db?sslpassword=zz9", "postgresql://h/db?sslpassword=***");
+    scrubs("  postgresql://u:zz9@h", "  postgresql://u:***@h");
+    scrubs("host=h password=zz9 dbname=d", "host=h password=*** dbname=d");
+    scrubs("host=h password='z z\\' 9' dbname=d", "host=h password=********* dbname=d");
+    scrubs("host=h password = zz9", "host=h password = ***");
+    scrubs("host=h password='unterminated zz9", "host=h password=*****************");
+    scrubs("host=h password zz9", "host=h password****");
+    scrubs("password=", "password=");
+    scrubs("host=h dbname=postgresql://u:zz9@h2/d", "host=h dbname=postgresql://u:***@h2/d");
+    scrubs("", "");
+    qg_conninfo_scrub(NULL);
+}
+
 int main(void)
 {
     RUN(uri_form);
@@ -338,5 +367,6 @@ int main(void)
     RUN(bad_input);
     RUN(host_is_local);
     RUN(redaction);
+    RUN(scrubbing);
     return qgt_done();
 }

@@ -1,4 +1,4 @@
-/* CORS_ALLOW_ORIGINS parsing, origin matching, preflight answers and response headers (src/http/cors.c). */
+/* CORS_ALLOW_ORIGINS and CORS_ALLOW_HEADERS parsing, origin matching, preflight answers and response headers (src/http/cors.c). */
 #include "http.h"
 #include "qgtest.h"
 
@@ -18,7 +18,7 @@ static qgh_cors *parse(const char *spec)
     qg_error err;
     qg_error_clear(&err);
     qgh_cors *c = NULL;
-    CHECK_INT(qgh_cors_new(spec, &c, &err), QG_OK);
+    CHECK_INT(qgh_cors_new(spec, NULL, &c, &err), QG_OK);
     return c;
 }
 
@@ -27,11 +27,28 @@ static void bad(const char *spec, const char *words)
     qg_error err;
     qg_error_clear(&err);
     qgh_cors *c = (qgh_cors *)1;
-    CHECK_INT(qgh_cors_new(spec, &c, &err), QG_ERR_CONFIG);
+    CHECK_INT(qgh_cors_new(spec, NULL, &c, &err), QG_ERR_CONFIG);
     CHECK(c == NULL);
     if (!strstr(err.message, words) || !strstr(err.message, "CORS_ALLOW_ORIGINS")) {
         fprintf(stderr, "spec %s: message %s lacks %s\n", spec, err.message, words);
         qgt_failures++;
+    }
+}
+
+static void bad_headers(const char *headers, const char *words)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    qgh_cors *c = (qgh_cors *)1;
+    /* Checked even without origins: a typo shows at start, not when CORS is turned on. */
+    for (int with_origins = 0; with_origins < 2; with_origins++) {
+        CHECK_INT(qgh_cors_new(with_origins ? "*" : NULL, headers, &c, &err), QG_ERR_CONFIG);
+        CHECK(c == NULL);
+        if (!strstr(err.message, words) || !strstr(err.message, "CORS_ALLOW_HEADERS")) {
+            fprintf(stderr, "headers %s: message %s lacks %s\n", headers, err.message, words);
+            qgt_failures++;
+        }
+        qg_error_clear(&err);
     }
 }
 
@@ -100,9 +117,17 @@ static void test_preflight(void)
     for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
         h = head(c, "OPTIONS", "https://a.example", "POST", asks[i]);
         CHECK(qgh_cors_preflight(&h, "POST", &rep));
-        CHECK_STR(rep.cors_headers, "Content-Type, Authorization, X-Request-Id");
+        CHECK_STR(rep.cors_headers, QG_CORS_ALLOW_HEADERS_DEFAULT);
         qgh_reply_reset(&rep);
     }
+
+    /* OpenTelemetry's fetch instrumentation: allowed by default. */
+    h = head(c, "OPTIONS", "https://a.example", "POST",
+             "authorization,content-type,traceparent,tracestate");
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_INT(rep.status, 204);
+    CHECK_STR(rep.cors_headers, "authorization,content-type,traceparent,tracestate");
+    qgh_reply_reset(&rep);
 
     /* Origin not allowed: 403, and no CORS header but Vary. */
     h = head(c, "OPTIONS", "https://b.example", "POST", NULL);
@@ -124,6 +149,43 @@ static void test_preflight(void)
         CHECK_INT(rep.status, 0);
     }
     qgh_cors_free(c);
+}
+
+static void test_allow_headers(void)
+{
+    qg_error err;
+    qg_error_clear(&err);
+    qgh_cors *c = NULL;
+    CHECK_INT(qgh_cors_new("https://a.example", " X-Custom ,authorization,\tB3 ", &c, &err),
+              QG_OK);
+    struct qgh_reply rep = {0};
+    struct qgh_head h = head(c, "OPTIONS", "https://a.example", "POST", "x-custom, Authorization");
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_STR(rep.cors_headers, "x-custom, Authorization");
+    qgh_reply_reset(&rep);
+    /* Not listed, even though the default has it: the list is the one configured. */
+    h = head(c, "OPTIONS", "https://a.example", "POST", "content-type");
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_STR(rep.cors_headers, "X-Custom, authorization, B3");
+    qgh_reply_reset(&rep);
+    qgh_cors_free(c);
+    /* Without origins there is no CORS, but the list is still checked. */
+    c = (qgh_cors *)1;
+    CHECK_INT(qgh_cors_new(NULL, "X-Custom", &c, &err), QG_OK);
+    CHECK(c == NULL);
+
+    bad_headers("", "not a header name");
+    bad_headers("Content-Type,,Authorization", "not a header name");
+    bad_headers("Content-Type,", "not a header name");
+    bad_headers("Content Type", "not a header name");
+    bad_headers("X-A:b", "not a header name");
+    bad_headers("X-\"q\"", "not a header name");
+    char big[700];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (size_t i = 20; i < sizeof big - 1; i += 21)
+        big[i] = ',';
+    bad_headers(big, "longer than");
 }
 
 static void test_response_headers(void)
@@ -152,6 +214,7 @@ static void test_response_headers(void)
 int main(void)
 {
     RUN(test_parse);
+    RUN(test_allow_headers);
     RUN(test_preflight);
     RUN(test_response_headers);
     return qgt_done();
