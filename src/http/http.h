@@ -333,6 +333,8 @@ struct qgh_head {
     const char *path;
     const char *content_type;   /* NULL if absent */
     long long content_length;   /* -1 if absent */
+    bool content_length_sent;   /* a Content-Length header, valid or not */
+    const char *transfer_encoding; /* NULL if absent */
     bool draining;
     long max_body;
     qgh_auth *auth;

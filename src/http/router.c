@@ -171,6 +171,21 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     const struct qgh_route *path_match;
     const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
 
+    /* Request smuggling hygiene before anything else: a proxy in front may frame the body
+       by Content-Length where libmicrohttpd frames it by Transfer-Encoding, and it may see
+       another path than the one a %00 (NUL) would cut short here. Refused, then closed. */
+    if (h->content_length_sent && h->transfer_encoding) {
+        qgh_reply_fail(rep, "invalid_request",
+                       "a request may not carry both Content-Length and Transfer-Encoding");
+        rep->close = true;
+        return NULL;
+    }
+    if (strstr(h->path, "%00")) {
+        qgh_reply_fail(rep, "invalid_request", "the path holds %%00 (a NUL byte)");
+        rep->close = true;
+        return NULL;
+    }
+
     /* CORS preflight FIRST: browsers send it without Authorization, so no check
        that needs a key (or anything else a request needs) may come before it. */
     if (path_match && qgh_cors_preflight(h, allow_header(path_match), rep))

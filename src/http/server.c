@@ -289,6 +289,10 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     MHD_HTTP_HEADER_CONTENT_TYPE),
         .content_length = len,
+        .content_length_sent = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL,
+        .transfer_encoding = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_TRANSFER_ENCODING),
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
         .auth = s->ctx.auth,
@@ -360,6 +364,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->open_requests, 1);
+}
+
+/* NOTE: %00 stays encoded, so that the router sees and refuses it: decoded, the NUL
+   would end the C string and "/query%00x" would reach /query. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strstr(s, "%00") ? strlen(s) : MHD_http_unescape(s);
 }
 
 /* The format attribute, so that clang's -Wformat-nonliteral accepts the vsnprintf. */
@@ -486,7 +499,8 @@ static struct MHD_Daemon *open_daemon(qg_server *s, unsigned flags, struct socka
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
 static qg_status start_daemon(qg_server *s, qg_error *err)

@@ -1,4 +1,5 @@
 """Each limit against the attack it stops: big bodies, big headers, connection floods, slowloris, huge results."""
+import json
 import os
 import select
 import socket
@@ -47,6 +48,33 @@ def request_on(k, path="/health/live"):
     while len(rest) < length:
         rest += k.recv(4096)
     return head.split(b"\r\n")[0].decode()
+
+
+def parse(got):
+    """A raw answer as (status, {lower-case header: value}, JSON body); the body must be JSON."""
+    head, _, body = got.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in
+                   (ln.partition(":") for ln in lines[1:]))
+    check(headers.get("content-type", "").startswith("application/json"), got[:400])
+    check(headers.get("x-request-id"), "no X-Request-Id: %r" % got[:400])
+    check(int(headers.get("content-length", -1)) == len(body), "length: %r" % got[:400])
+    return int(lines[0].split()[1]), headers, json.loads(body.decode("utf-8"))
+
+
+def refused(s, request, status, code):
+    """Sends a raw request; the answer is the contract's JSON error and the connection closes."""
+    with raw(s) as k:
+        try:
+            k.sendall(request)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        got, secs = read_all(k)
+    st, headers, body = parse(got)
+    check(st == status and body["error"]["code"] == code, "want %d %s: %r" % (status, code, got))
+    check(headers.get("connection") == "close", got[:300])
+    check(secs < 3, "closed after %.1fs" % secs)
+    return body["error"]
 
 
 def quiet(s):
@@ -116,6 +144,35 @@ def test_header_too_large_is_431():
             got, _ = read_all(k)
         check(got.startswith(b"HTTP/1.1 431 "), got[:200])
         check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_request_smuggling_refused():
+    """Both Content-Length and Transfer-Encoding, or %00 in the path: 400 JSON, then closed."""
+    s = Server()
+    try:
+        for path in (b"/query", b"/health/live"):
+            e = refused(s, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 5\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_request")
+            check("Transfer-Encoding" in e["message"], e)
+        refused(s, b"GET /health/live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Length: 0\r\n\r\n0\r\n\r\n", 400, "invalid_request")
+        # Decoded, the NUL would end the path early: /health/live%00x would be /health/live.
+        for path in (b"/health/live%00x", b"/health/live%00", b"/query%00/x?a=1"):
+            e = refused(s, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+                        "invalid_request")
+            check("%00" in e["message"], e)
+        # Other escapes still decode.
+        check_ok(s.get("/health/%6Cive"))
+        with raw(s) as k:
+            body = b'{"sql": "SELECT 1 AS one"}'
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n"
+                      b"0\r\n\r\n" % (len(body), body))
+            st, _, res = parse(read_all(k)[0])
+        check(st == 200 and res["rows"] == [{"one": 1}], res)
     finally:
         s.stop()
 
