@@ -327,6 +327,9 @@ struct qgh_route {
 size_t qgh_route_count(void);
 const struct qgh_route *qgh_route_at(size_t i);
 
+/* A request head (request line and headers) past this answers 431 header_too_large. */
+#define QGH_HEAD_MAX (32 * 1024)
+
 /* What the request line and headers decide before any body arrives. */
 struct qgh_head {
     const char *method;
@@ -335,6 +338,7 @@ struct qgh_head {
     long long content_length;   /* -1 if absent */
     bool content_length_sent;   /* a Content-Length header, valid or not */
     const char *transfer_encoding; /* NULL if absent */
+    size_t head_bytes;          /* request line and headers, as received (about) */
     bool draining;
     long max_body;
     qgh_auth *auth;

@@ -30,6 +30,7 @@ static const struct {
     {"method_not_allowed", 405, 0},
     {"conflict", 409, 0},
     {"payload_too_large", 413, 0},
+    {"header_too_large", 431, 0},
     {"unsupported_media_type", 415, 0},
     {"result_too_large", 422, 0},
     {"pool_timeout", 503, 1},

@@ -171,6 +171,15 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     const struct qgh_route *path_match;
     const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
 
+    /* A head past the limit is refused before anything reads it further. */
+    if (h->head_bytes > QGH_HEAD_MAX) {
+        qgh_reply_fail(rep, "header_too_large",
+                       "the request line and headers take %zu bytes; the limit is %d",
+                       h->head_bytes, QGH_HEAD_MAX);
+        rep->close = true;
+        return NULL;
+    }
+
     /* Request smuggling hygiene before anything else: a proxy in front may frame the body
        by Content-Length where libmicrohttpd frames it by Transfer-Encoding, and it may see
        another path than the one a %00 (NUL) would cut short here. Refused, then closed. */

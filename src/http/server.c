@@ -17,10 +17,14 @@
 #include "http.h"
 
 /*
- * Per connection, for the request line and headers: past it libmicrohttpd
- * answers 431 and closes. Also its read buffer for bodies.
+ * Per connection, for the request line and headers, and the read buffer for
+ * bodies. NOTE: four times QGH_HEAD_MAX, so that a head past our limit reaches
+ * the router, which answers the contract's JSON 431. libmicrohttpd 0.9.75 has
+ * no way to replace the HTML pages it writes itself, so only a head past this
+ * gets its page (431, and the connection closes). The pool is mmap'd and
+ * touched as used: a connection costs what its head and body buffer take.
  */
-#define CONNECTION_MEMORY (32 * 1024)
+#define CONNECTION_MEMORY (4 * QGH_HEAD_MAX)
 /* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
 #define MAX_PEM_BYTES (1024 * 1024)
 
@@ -249,6 +253,24 @@ static bool take_body(qg_server *s, struct request *r, const char *data, size_t 
     return true;
 }
 
+static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    size_t *n = cls;
+    (void)kind;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF; "=" and "&" */
+    return MHD_YES;
+}
+
+/* About the bytes of the request head: its line (arguments included) and its headers. */
+static size_t head_bytes(struct MHD_Connection *c, const char *url, const char *method,
+                         const char *version)
+{
+    size_t n = strlen(method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_len, &n);
+    return n;
+}
+
 static long long content_length(struct MHD_Connection *c)
 {
     const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -263,7 +285,7 @@ static long long content_length(struct MHD_Connection *c)
 
 /* First call for a request: only its head is known. */
 static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char *url,
-                             const char *method, void **req_cls)
+                             const char *method, const char *version, void **req_cls)
 {
     struct request *r = calloc(1, sizeof *r);
     if (!r)
@@ -293,6 +315,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
                                                            MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL,
         .transfer_encoding = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_TRANSFER_ENCODING),
+        .head_bytes = head_bytes(c, url, method, version),
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
         .auth = s->ctx.auth,
@@ -325,9 +348,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     qg_server *s = cls;
     struct request *r = *req_cls;
-    (void)version;
     if (!r)
-        return begin(s, c, url, method, req_cls);
+        return begin(s, c, url, method, version, req_cls);
     if (*upload_size) {
         bool go_on = take_body(s, r, upload_data, *upload_size);
         *upload_size = 0;
