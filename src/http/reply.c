@@ -37,6 +37,7 @@ static const struct {
     {"db_unavailable", 503, 2},
     {"shutting_down", 503, 1},
     {"statement_timeout", 504, 0},
+    {"client_closed_request", 499, 0}, /* nginx's: for the log and metrics */
     {"internal_error", 500, 0},
 };
 

@@ -129,17 +129,12 @@ static void job_done(struct request *r)
     MHD_resume_connection(r->conn);
 }
 
-/* For the log and the metrics only: nobody is left to read it (nginx's 499). */
+/* For the log and the metrics; only a client that half-closed its side may still read it. */
 static void client_gone_reply(struct qgh_reply *rep)
 {
-    static const char body[] = "{\"error\":{\"code\":\"client_closed_request\",\"message\":"
-                               "\"the client closed the connection; its statement was cancelled\"}}";
-    qgh_reply_reset(rep);
-    qg_buf b;
-    qg_buf_init(&b);
-    qg_buf_append(&b, body, sizeof body - 1);
-    qgh_reply_json(rep, 499, &b);
-    rep->close = true;
+    qgh_reply_fail(rep, "client_closed_request",
+                   "the client closed the connection; its statement was cancelled and "
+                   "nothing it ran was committed");
 }
 
 static void job_run(struct qgh_job *job)
@@ -165,9 +160,15 @@ static void job_run(struct qgh_job *job)
     qgh_log_request(NULL);
     if (watched)
         qgh_watch_remove(s->watch, &r->watch);
-    /* What completed stays logged as it was (a committed write is a 200). */
-    if (atomic_load(&r->cancel.gone) && (r->reply.status == 0 || r->reply.status >= 400))
-        client_gone_reply(&r->reply);
+    /* 499 only for what the client's leaving cancelled, or kept from running: any other
+       outcome (a committed write's 200, a 503 "outcome": "unknown") is logged as it was. */
+    if (atomic_load(&r->cancel.gone)) {
+        bool cancelled = atomic_load(&r->cancel.cancelled) && r->reply.code &&
+                         !strcmp(r->reply.code, "statement_timeout");
+        if (r->reply.status == 0 || cancelled)
+            client_gone_reply(&r->reply);
+        r->reply.close = true;
+    }
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
     job_done(r);
