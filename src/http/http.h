@@ -240,6 +240,19 @@ void qgh_conns_close(qgh_conns *g, struct qgh_conn *c);
 void qgh_conns_arrived(struct qgh_conn *c);
 /* The answer is done: the next request's deadline starts. */
 void qgh_conns_answered(qgh_conns *g, struct qgh_conn *c);
+/* An early answer went out: the connection is cut within secs, whatever else arrives. */
+void qgh_conns_linger(struct qgh_conn *c, double secs);
+
+/* ---- early.c: answers written while the request body still arrives --------- */
+
+struct MHD_Connection;
+/*
+ * Writes rep (with X-Request-Id, CORS headers and Connection: close) to c's client at
+ * once, beside libmicrohttpd, which must not have queued an answer. Call it only from
+ * the access handler while a body arrives; false when not all of it went out.
+ */
+bool qgh_answer_early(struct MHD_Connection *c, const qgh_cors *cors, const char *origin,
+                      const char *request_id, const struct qgh_reply *rep);
 
 /* ---- router.c ------------------------------------------------------------- */
 

@@ -25,6 +25,14 @@
  * touched as used: a connection costs what its head and body buffer take.
  */
 #define CONNECTION_MEMORY (4 * QGH_HEAD_MAX)
+/*
+ * After an early answer (early.c), what still arrives of the body is read and
+ * dropped for up to this long and this much, so that a client that reads only
+ * once it has sent everything still gets the answer (nginx's lingering close);
+ * then the connection is cut.
+ */
+#define LINGER_S 5.0
+#define LINGER_BYTES (16 * 1024 * 1024)
 /* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
 #define MAX_PEM_BYTES (1024 * 1024)
 
@@ -58,6 +66,7 @@ struct request {
     size_t endpoint;
     enum req_state state;
     bool discard; /* the answer is decided; the rest of the body is ignored */
+    bool early;   /* the answer went out before the body ended: close once it stops */
     size_t discarded;
     double start;
     double queued_at; /* 0 unless it went to the worker queue */
@@ -225,31 +234,47 @@ static enum MHD_Result run(qg_server *s, struct request *r)
     return MHD_YES;
 }
 
+/*
+ * The answer is decided while the body still arrives: it goes out now, and the
+ * rest of the body is dropped until LINGER_BYTES or LINGER_S. False: close now.
+ */
+static bool answer_early(qg_server *s, struct request *r)
+{
+    r->discard = true;
+    r->early = true;
+    r->reply.close = true;
+    bool sent = qgh_answer_early(r->conn, s->cors, r->origin, r->request_id, &r->reply);
+    count_and_log(s, r);
+    qgh_conns_linger(r->guard, LINGER_S);
+    return sent;
+}
+
 /* Appends a body chunk; past HTTP_MAX_BODY the answer is 413 and the connection closes. */
 static bool take_body(qg_server *s, struct request *r, const char *data, size_t size)
 {
     size_t max = (size_t)(s->ctx.cfg->http_max_body < 0 ? 0 : s->ctx.cfg->http_max_body);
     if (r->discard) {
-        /* NOTE: libmicrohttpd 0.9 cannot answer before the body ends, so an answered
-           request's body is read and dropped, up to another HTTP_MAX_BODY bytes;
-           past that the connection is cut without an answer. */
         r->discarded += size;
-        return r->discarded <= max;
+        if (r->early)
+            return r->discarded <= LINGER_BYTES;
+        /* A 404, 405 or 415 with a big body: answered now rather than at its end. */
+        if (r->discarded > max) {
+            r->discarded = 0;
+            return answer_early(s, r);
+        }
+        return true;
     }
     if (r->body.len + size > max) {
         qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "payload_too_large",
                        "the body is larger than the limit of %zu bytes (HTTP_MAX_BODY)", max);
-        r->reply.close = true;
-        r->discard = true;
-        return true;
+        return answer_early(s, r);
     }
     qg_buf_append(&r->body, data, size);
     if (r->body.oom) {
         qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "internal_error", "out of memory reading the body");
-        r->reply.close = true;
-        r->discard = true;
+        return answer_early(s, r);
     }
     return true;
 }
@@ -343,19 +368,32 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     return MHD_YES;
 }
 
+/* Set before a deliberate MHD_NO, so that libmicrohttpd's line about it is no warning. */
+static _Thread_local bool closing_on_purpose;
+
+static enum MHD_Result close_on_purpose(void)
+{
+    closing_on_purpose = true;
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **req_cls)
 {
     qg_server *s = cls;
     struct request *r = *req_cls;
+    closing_on_purpose = false;
     if (!r)
         return begin(s, c, url, method, version, req_cls);
     if (*upload_size) {
         bool go_on = take_body(s, r, upload_data, *upload_size);
         *upload_size = 0;
-        return go_on ? MHD_YES : MHD_NO;
+        return go_on ? MHD_YES : close_on_purpose();
     }
+    /* The body ended after an early answer: nothing is left to send. */
+    if (r->early)
+        return close_on_purpose();
     switch (r->state) {
     case REQ_BODY:
         qgh_conns_arrived(r->guard);
@@ -409,6 +447,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    if (closing_on_purpose && strstr(msg, "Application reported internal error")) {
+        closing_on_purpose = false;
+        qgh_log(QG_LOG_DEBUG, "http: connection closed after an early answer");
+        return;
+    }
     qgh_log(QG_LOG_WARN, "http: %s", msg);
 }
 

@@ -118,6 +118,96 @@ def test_huge_content_length_refused_before_the_body():
         s.stop()
 
 
+def chunked_head(path=b"/query"):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Request-Id: chunky\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+CHUNK = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+
+
+def send_reading(k, total):
+    """Sends a chunked body of total bytes while reading; returns (answer, bytes sent by then)."""
+    k.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)  # "sent" is near "received"
+    k.setblocking(False)
+    pending, sent, got, answered_at = b"", 0, b"", None
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if not pending and sent < total:
+            pending = CHUNK if sent + len(CHUNK) < total else CHUNK + b"0\r\n\r\n"
+        blocked = not pending
+        if pending:
+            try:
+                n = k.send(pending)
+                sent += n
+                pending = pending[n:]
+            except BlockingIOError:
+                blocked = True
+            except (BrokenPipeError, ConnectionResetError):
+                pending, total, blocked = b"", sent, True
+        try:
+            chunk = k.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+            if answered_at is None:
+                answered_at = sent
+        except BlockingIOError:
+            if blocked:
+                select.select([k], [k] if pending else [], [], 0.05)
+        except ConnectionResetError:
+            break
+    return got, answered_at
+
+
+def test_chunked_body_over_the_limit_is_answered():
+    """413 JSON while the client still sends; the rest is read and dropped, within bounds."""
+    s = Server(LOG_FORMAT="json")  # HTTP_MAX_BODY 1 MiB
+    try:
+        # A client that reads while it sends gets the answer long before its 10 MB are out.
+        with raw(s) as k:
+            k.sendall(chunked_head())
+            got, at = send_reading(k, 10 * 1024 * 1024)
+        st, headers, body = parse(got)
+        check(st == 413 and body["error"]["code"] == "payload_too_large", got[:400])
+        check(headers["connection"] == "close" and headers["x-request-id"] == "chunky", headers)
+        check(at is not None and at < 5 * 1024 * 1024, "answered after %r bytes" % at)
+        # One that sends everything first, then reads: the body is drained, the answer waits.
+        with raw(s, timeout=20) as k:
+            k.sendall(chunked_head() + CHUNK * 640 + b"0\r\n\r\n")  # 10 MiB
+            got, _ = read_all(k)
+        st, _, body = parse(got)
+        check(st == 413 and body["error"]["code"] == "payload_too_large", got[:400])
+        # Past LINGER_BYTES (16 MiB) the connection is cut, whatever the client still sends.
+        with raw(s, timeout=20) as k:
+            k.sendall(chunked_head())
+            sent = 0
+            try:
+                for _ in range(64 * 64):  # 64 MiB
+                    k.sendall(CHUNK)
+                    sent += len(CHUNK)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        check(sent < 32 * 1024 * 1024, "still reading after %d bytes" % sent)
+        # A client that stops sending after the answer is cut after LINGER_S (5 s).
+        with raw(s) as k:
+            k.sendall(chunked_head() + CHUNK * 80)
+            got, secs = read_all(k, limit_s=15)
+        check(parse(got)[0] == 413 and 4 < secs < 8, "cut after %.1fs: %r" % (secs, got[:100]))
+        # An unknown path with a body past HTTP_MAX_BODY: its 404 goes out early the same way.
+        with raw(s) as k:
+            k.sendall(chunked_head(b"/nope"))
+            got, at = send_reading(k, 4 * 1024 * 1024)
+        check(parse(got)[0] == 404 and at < 4 * 1024 * 1024, got[:300])
+        check_ok(s.get("/health/live"))
+        time.sleep(0.2)
+        answers = [ln for ln in s.lines if '"request_id":"chunky"' in ln]
+        check(len(answers) == 5 and all('"status":413' in ln for ln in answers[:4]), answers)
+        check(not any('"warn"' in ln and "internal error" in ln for ln in s.lines), s.lines)
+    finally:
+        s.stop()
+
+
 def test_header_too_large_is_431():
     """A request head over 32 KiB: the contract's JSON 431, and the connection closes."""
     s = Server()
