@@ -350,8 +350,8 @@ struct qgh_head {
     const char *path;
     const char *content_type;   /* NULL if absent */
     long long content_length;   /* -1 if absent */
-    bool content_length_sent;   /* a Content-Length header, valid or not */
     const char *transfer_encoding; /* NULL if absent */
+    int framing_headers;        /* Content-Length and Transfer-Encoding headers, valid or not */
     size_t head_bytes;          /* request line and headers, as received (about) */
     bool draining;
     long max_body;

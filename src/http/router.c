@@ -181,11 +181,19 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     }
 
     /* Request smuggling hygiene before anything else: a proxy in front may frame the body
-       by Content-Length where libmicrohttpd frames it by Transfer-Encoding, and it may see
-       another path than the one a %00 (NUL) would cut short here. Refused, then closed. */
-    if (h->content_length_sent && h->transfer_encoding) {
+       otherwise than libmicrohttpd (which takes Transfer-Encoding over Content-Length, and
+       the first of several), and it may see another path than the one a %00 (NUL) would
+       cut short here. Refused, then closed. */
+    if (h->framing_headers > 1) {
         qgh_reply_fail(rep, "invalid_request",
-                       "a request may not carry both Content-Length and Transfer-Encoding");
+                       "a request may carry one Content-Length or one Transfer-Encoding "
+                       "header, not both nor several");
+        rep->close = true;
+        return NULL;
+    }
+    if (h->transfer_encoding && strcasecmp(h->transfer_encoding, "chunked")) {
+        qgh_reply_fail(rep, "invalid_request",
+                       "Transfer-Encoding may only be chunked, not %.40s", h->transfer_encoding);
         rep->close = true;
         return NULL;
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -280,22 +281,25 @@ static bool take_body(qg_server *s, struct request *r, const char *data, size_t 
     return true;
 }
 
-static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *value)
+static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
 {
-    size_t *n = cls;
-    (void)kind;
-    *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF; "=" and "&" */
+    struct qgh_head *h = cls;
+    h->head_bytes += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " CRLF; "=" "&" */
+    if (kind == MHD_HEADER_KIND &&
+        (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+         !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)))
+        h->framing_headers++;
     return MHD_YES;
 }
 
-/* About the bytes of the request head: its line (arguments included) and its headers. */
-static size_t head_bytes(struct MHD_Connection *c, const char *url, const char *method,
-                         const char *version)
+/* The head's size (about: its line, arguments included, and its headers) and how many
+   headers frame its body. */
+static void scan_head(struct MHD_Connection *c, const char *url, const char *version,
+                      struct qgh_head *h)
 {
-    size_t n = strlen(method) + strlen(url) + strlen(version) + 4;
-    MHD_get_connection_values(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_len, &n);
-    return n;
+    h->head_bytes = strlen(h->method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, scan_value, h);
 }
 
 static long long content_length(struct MHD_Connection *c)
@@ -338,11 +342,8 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     MHD_HTTP_HEADER_CONTENT_TYPE),
         .content_length = len,
-        .content_length_sent = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                           MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL,
         .transfer_encoding = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_TRANSFER_ENCODING),
-        .head_bytes = head_bytes(c, url, method, version),
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
         .auth = s->ctx.auth,
@@ -355,6 +356,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .cors_headers = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     "Access-Control-Request-Headers"),
     };
+    scan_head(c, url, version, &head);
     r->route = qgh_dispatch_head(&head, &r->endpoint, &r->who, &r->reply);
     if (r->route) {
         /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
