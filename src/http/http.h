@@ -271,7 +271,7 @@ struct qgh_cancel {
     pthread_mutex_t mu;  /* held while conn is set or cancelled */
     qg_conn *conn;       /* running one of the request's statements, else NULL */
     atomic_bool gone;    /* the client hung up */
-    atomic_bool cancelled; /* so a statement was cancelled, or refused before it started */
+    atomic_bool cancelled; /* gone cancelled a statement, or refused to start one */
 };
 
 void qgh_cancel_init(struct qgh_cancel *cs);

@@ -180,7 +180,7 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
         return NULL;
     }
 
-    /* Request smuggling hygiene before anything else: a proxy in front may frame the body
+    /* Then request smuggling hygiene: a proxy in front may frame the body
        otherwise than libmicrohttpd (which takes Transfer-Encoding over Content-Length, and
        the first of several), and it may see another path than the one a %00 (NUL) would
        cut short here. Refused, then closed. */
