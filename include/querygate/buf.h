@@ -28,8 +28,12 @@ void qg_buf_append(qg_buf *b, const char *s, size_t n);
 void qg_buf_puts(qg_buf *b, const char *s);
 void qg_buf_putc(qg_buf *b, char c);
 void qg_buf_printf(qg_buf *b, const char *fmt, ...) QG_PRINTF(2, 3);
-/* Appends s (n bytes, UTF-8 passed through) as a JSON string, quotes included. */
+/* Appends s (n bytes) as a JSON string, quotes included: valid UTF-8 passes through, each
+   byte of an invalid sequence becomes U+FFFD, so the output is always valid UTF-8 JSON. */
 void qg_buf_json_string(qg_buf *b, const char *s, size_t n);
+/* The length (1 to 4) of the valid UTF-8 character (RFC 3629) that starts s, n bytes
+   available; 0 when s starts none. */
+size_t qg_utf8_char_len(const char *s, size_t n);
 /* Hands data to the caller (malloc'd, caller frees; NULL after oom); b is left empty. */
 char *qg_buf_steal(qg_buf *b, size_t *len);
 

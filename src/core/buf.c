@@ -115,6 +115,55 @@ char *qgp_json_escape_byte(char *o, unsigned char c)
     return o;
 }
 
+size_t qg_utf8_char_len(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (!n)
+        return 0;
+    if (u[0] < 0x80)
+        return 1;
+    /* RFC 3629: no overlong forms, no surrogates (ED A0..BF), nothing past U+10FFFF:
+       the lead byte fixes the length and the range of the second byte. */
+    size_t len = 4;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+        len = 2;
+    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+        len = 3;
+        lo = u[0] == 0xe0 ? 0xa0 : 0x80;
+        hi = u[0] == 0xed ? 0x9f : 0xbf;
+    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+        lo = u[0] == 0xf0 ? 0x90 : 0x80;
+        hi = u[0] == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (n < len || u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (u[i] < 0x80 || u[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+char *qgp_json_escape_char(char *o, const char *s, size_t n, size_t *i)
+{
+    unsigned char c = (unsigned char)s[*i];
+    if (c < 0x80) {
+        (*i)++;
+        return qgp_json_escape_byte(o, c);
+    }
+    size_t len = qg_utf8_char_len(s + *i, n - *i);
+    if (!len) {
+        (*i)++;
+        memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD REPLACEMENT CHARACTER */
+        return o + 3;
+    }
+    memcpy(o, s + *i, len);
+    *i += len;
+    return o + len;
+}
+
 void qg_buf_json_string(qg_buf *b, const char *s, size_t n)
 {
     /* NOTE: worst case 6 bytes per input byte; reserving it once keeps the loop branch-light. */
@@ -122,8 +171,8 @@ void qg_buf_json_string(qg_buf *b, const char *s, size_t n)
         return;
     char *o = b->data + b->len;
     *o++ = '"';
-    for (size_t i = 0; i < n; i++)
-        o = qgp_json_escape_byte(o, (unsigned char)s[i]);
+    for (size_t i = 0; i < n;)
+        o = qgp_json_escape_char(o, s, n, &i);
     *o++ = '"';
     *o = '\0';
     b->len = (size_t)(o - b->data);

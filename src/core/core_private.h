@@ -11,6 +11,9 @@
 
 /* Writes byte c JSON-escaped at o (room for 6 bytes); returns the new end. */
 char *qgp_json_escape_byte(char *o, unsigned char c);
+/* Writes the character at s[*i] JSON-escaped at o (room for 6 bytes) and moves *i past it;
+   a byte that starts no valid UTF-8 character becomes U+FFFD. Returns the new end. */
+char *qgp_json_escape_char(char *o, const char *s, size_t n, size_t *i);
 
 
 /* ---- json.c: request JSON ---------------------------------------------- */

@@ -73,10 +73,10 @@ static void put_string(qg_buf *out, const char *s, size_t n, bool pg_escapes)
         return;
     char *o = out->data + out->len;
     *o++ = '"';
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         if (s[i] == '\\' && i + 1 < n)
             i++;
-        o = qgp_json_escape_byte(o, (unsigned char)s[i]);
+        o = qgp_json_escape_char(o, s, n, &i);
     }
     *o++ = '"';
     *o = '\0';

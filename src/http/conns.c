@@ -176,3 +176,13 @@ void qgh_conns_answered(qgh_conns *g, struct qgh_conn *c)
     if (c)
         atomic_store(&c->deadline_ms, now_ms() + g->timeout_ms);
 }
+
+void qgh_conns_linger(struct qgh_conn *c, double secs)
+{
+    if (!c)
+        return;
+    long long end = now_ms() + (long long)(secs * 1000.0);
+    long long d = atomic_load(&c->deadline_ms);
+    if (!d || end < d)
+        atomic_store(&c->deadline_ms, end);
+}

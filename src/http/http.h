@@ -263,6 +263,19 @@ void qgh_conns_close(qgh_conns *g, struct qgh_conn *c);
 void qgh_conns_arrived(struct qgh_conn *c);
 /* The answer is done: the next request's deadline starts. */
 void qgh_conns_answered(qgh_conns *g, struct qgh_conn *c);
+/* An early answer went out: the connection is cut within secs, whatever else arrives. */
+void qgh_conns_linger(struct qgh_conn *c, double secs);
+
+/* ---- early.c: answers written while the request body still arrives --------- */
+
+struct MHD_Connection;
+/*
+ * Writes rep (with X-Request-Id, CORS headers and Connection: close) to c's client at
+ * once, beside libmicrohttpd, which must not have queued an answer. Call it only from
+ * the access handler while a body arrives; false when not all of it went out.
+ */
+bool qgh_answer_early(struct MHD_Connection *c, const qgh_cors *cors, const char *origin,
+                      const char *request_id, const struct qgh_reply *rep);
 
 /* ---- router.c ------------------------------------------------------------- */
 
@@ -282,6 +295,7 @@ struct qgh_cancel {
     pthread_mutex_t mu;  /* held while conn is set or cancelled */
     qg_conn *conn;       /* running one of the request's statements, else NULL */
     atomic_bool gone;    /* the client hung up */
+    atomic_bool cancelled; /* gone cancelled a statement, or refused to start one */
 };
 
 void qgh_cancel_init(struct qgh_cancel *cs);
@@ -351,12 +365,18 @@ struct qgh_route {
 size_t qgh_route_count(void);
 const struct qgh_route *qgh_route_at(size_t i);
 
+/* A request head (request line and headers) past this answers 431 header_too_large. */
+#define QGH_HEAD_MAX (32 * 1024)
+
 /* What the request line and headers decide before any body arrives. */
 struct qgh_head {
     const char *method;
     const char *path;
     const char *content_type;   /* NULL if absent */
     long long content_length;   /* -1 if absent */
+    const char *transfer_encoding; /* NULL if absent */
+    int framing_headers;        /* Content-Length and Transfer-Encoding headers, valid or not */
+    size_t head_bytes;          /* request line and headers, as received (about) */
     bool draining;
     long max_body;
     qgh_auth *auth;

@@ -49,13 +49,20 @@ static void put_time(qg_buf *b)
     qg_buf_printf(b, "%s.%03ldZ", t, ts.tv_nsec / 1000000);
 }
 
-/* Paths come from the network: in text lines, anything unprintable becomes '?'. */
+/* Paths come from the network: in text lines, anything unprintable or not UTF-8 becomes '?'. */
 static void put_text(qg_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char ch = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        qg_buf_append(b, &ch, 1);
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = qg_utf8_char_len(s + i, n - i);
+        if (!len || c < 0x20 || c == 0x7f) {
+            qg_buf_putc(b, '?');
+            i += len ? len : 1;
+        } else {
+            qg_buf_append(b, s + i, len);
+            i += len;
+        }
     }
 }
 

@@ -32,12 +32,14 @@ static const struct {
     {"method_not_allowed", 405, 0},
     {"conflict", 409, 0},
     {"payload_too_large", 413, 0},
+    {"header_too_large", 431, 0},
     {"unsupported_media_type", 415, 0},
     {"result_too_large", 422, 0},
     {"pool_timeout", 503, 1},
     {"db_unavailable", 503, 2},
     {"shutting_down", 503, 1},
     {"statement_timeout", 504, 0},
+    {"client_closed_request", 499, 0}, /* nginx's: for the log and metrics */
     {"internal_error", 500, 0},
 };
 

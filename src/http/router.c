@@ -177,6 +177,38 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     const struct qgh_route *path_match;
     const struct qgh_route *route = lookup(h->path, h->method, &path_match, endpoint);
 
+    /* A head past the limit is refused before anything reads it further. */
+    if (h->head_bytes > QGH_HEAD_MAX) {
+        qgh_reply_fail(rep, "header_too_large",
+                       "the request line and headers take %zu bytes; the limit is %d",
+                       h->head_bytes, QGH_HEAD_MAX);
+        rep->close = true;
+        return NULL;
+    }
+
+    /* Then request smuggling hygiene: a proxy in front may frame the body
+       otherwise than libmicrohttpd (which takes Transfer-Encoding over Content-Length, and
+       the first of several), and it may see another path than the one a %00 (NUL) would
+       cut short here. Refused, then closed. */
+    if (h->framing_headers > 1) {
+        qgh_reply_fail(rep, "invalid_request",
+                       "a request may carry one Content-Length or one Transfer-Encoding "
+                       "header, not both nor several");
+        rep->close = true;
+        return NULL;
+    }
+    if (h->transfer_encoding && strcasecmp(h->transfer_encoding, "chunked")) {
+        qgh_reply_fail(rep, "invalid_request",
+                       "Transfer-Encoding may only be chunked, not %.40s", h->transfer_encoding);
+        rep->close = true;
+        return NULL;
+    }
+    if (strstr(h->path, "%00")) {
+        qgh_reply_fail(rep, "invalid_request", "the path holds %%00 (a NUL byte)");
+        rep->close = true;
+        return NULL;
+    }
+
     /* CORS preflight FIRST: browsers send it without Authorization, so no check
        that needs a key (or anything else a request needs) may come before it. */
     if (path_match && qgh_cors_preflight(h, allow_header(path_match), rep))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -17,10 +18,23 @@
 #include "http.h"
 
 /*
- * Per connection, for the request line and headers: past it libmicrohttpd
- * answers 431 and closes. Also its read buffer for bodies.
+ * Per connection, for the request line and headers, and the read buffer for
+ * bodies. NOTE: twice QGH_HEAD_MAX, so that a head somewhat past our limit
+ * reaches the router, which answers the contract's JSON 431. libmicrohttpd
+ * 0.9.75 cannot replace the HTML pages it writes itself, so a head past this
+ * still gets its page (431, connection closed). A kept-alive connection that
+ * has answered a request holds all of it (measured: 500 such connections take
+ * 16 MB at 32 KiB, 32 MB at 64 KiB, 64 MB at 128 KiB), hence not more.
  */
-#define CONNECTION_MEMORY (32 * 1024)
+#define CONNECTION_MEMORY (2 * QGH_HEAD_MAX)
+/*
+ * After an early answer (early.c), what still arrives of the body is read and
+ * dropped for up to this long and this much, so that a client that reads only
+ * once it has sent everything still gets the answer (nginx's lingering close);
+ * then the connection is cut.
+ */
+#define LINGER_S 5.0
+#define LINGER_BYTES (16 * 1024 * 1024)
 /* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
 #define MAX_PEM_BYTES (1024 * 1024)
 
@@ -55,6 +69,7 @@ struct request {
     size_t endpoint;
     enum req_state state;
     bool discard; /* the answer is decided; the rest of the body is ignored */
+    bool early;   /* the answer went out before the body ended: close once it stops */
     size_t discarded;
     double start;
     double queued_at; /* 0 unless it went to the worker queue */
@@ -133,17 +148,12 @@ static void job_done(struct request *r)
     MHD_resume_connection(r->conn);
 }
 
-/* For the log and the metrics only: nobody is left to read it (nginx's 499). */
+/* For the log and the metrics; only a client that half-closed its side may still read it. */
 static void client_gone_reply(struct qgh_reply *rep)
 {
-    static const char body[] = "{\"error\":{\"code\":\"client_closed_request\",\"message\":"
-                               "\"the client closed the connection; its statement was cancelled\"}}";
-    qgh_reply_reset(rep);
-    qg_buf b;
-    qg_buf_init(&b);
-    qg_buf_append(&b, body, sizeof body - 1);
-    qgh_reply_json(rep, 499, &b);
-    rep->close = true;
+    qgh_reply_fail(rep, "client_closed_request",
+                   "the client closed the connection; its statement was cancelled and "
+                   "nothing it ran was committed");
 }
 
 static void job_run(struct qgh_job *job)
@@ -169,9 +179,15 @@ static void job_run(struct qgh_job *job)
     qgh_log_request(NULL);
     if (watched)
         qgh_watch_remove(s->watch, &r->watch);
-    /* What completed stays logged as it was (a committed write is a 200). */
-    if (atomic_load(&r->cancel.gone) && (r->reply.status == 0 || r->reply.status >= 400))
-        client_gone_reply(&r->reply);
+    /* 499 only for what the client's leaving cancelled, or kept from running: any other
+       outcome (a committed write's 200, a 503 "outcome": "unknown") is logged as it was. */
+    if (atomic_load(&r->cancel.gone)) {
+        bool cancelled = atomic_load(&r->cancel.cancelled) && r->reply.code &&
+                         !strcmp(r->reply.code, "statement_timeout");
+        if (r->reply.status == 0 || cancelled)
+            client_gone_reply(&r->reply);
+        r->reply.close = true;
+    }
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
     job_done(r);
@@ -239,33 +255,70 @@ static enum MHD_Result run(qg_server *s, struct request *r)
     return MHD_YES;
 }
 
+/*
+ * The answer is decided while the body still arrives: it goes out now, and the
+ * rest of the body is dropped until LINGER_BYTES or LINGER_S. False: close now.
+ */
+static bool answer_early(qg_server *s, struct request *r)
+{
+    r->discard = true;
+    r->early = true;
+    r->reply.close = true;
+    bool sent = qgh_answer_early(r->conn, s->cors, r->origin, r->request_id, &r->reply);
+    count_and_log(s, r);
+    qgh_conns_linger(r->guard, LINGER_S);
+    return sent;
+}
+
 /* Appends a body chunk; past HTTP_MAX_BODY the answer is 413 and the connection closes. */
 static bool take_body(qg_server *s, struct request *r, const char *data, size_t size)
 {
     size_t max = (size_t)(s->ctx.cfg->http_max_body < 0 ? 0 : s->ctx.cfg->http_max_body);
     if (r->discard) {
-        /* NOTE: libmicrohttpd 0.9 cannot answer before the body ends, so an answered
-           request's body is read and dropped, up to another HTTP_MAX_BODY bytes;
-           past that the connection is cut without an answer. */
         r->discarded += size;
-        return r->discarded <= max;
+        if (r->early)
+            return r->discarded <= LINGER_BYTES;
+        /* A 404, 405 or 415 with a big body: answered now rather than at its end. */
+        if (r->discarded > max) {
+            r->discarded = 0;
+            return answer_early(s, r);
+        }
+        return true;
     }
     if (r->body.len + size > max) {
         qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "payload_too_large",
                        "the body is larger than the limit of %zu bytes (HTTP_MAX_BODY)", max);
-        r->reply.close = true;
-        r->discard = true;
-        return true;
+        return answer_early(s, r);
     }
     qg_buf_append(&r->body, data, size);
     if (r->body.oom) {
         qg_buf_free(&r->body);
         qgh_reply_fail(&r->reply, "internal_error", "out of memory reading the body");
-        r->reply.close = true;
-        r->discard = true;
+        return answer_early(s, r);
     }
     return true;
+}
+
+static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct qgh_head *h = cls;
+    h->head_bytes += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " CRLF; "=" "&" */
+    if (kind == MHD_HEADER_KIND &&
+        (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+         !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)))
+        h->framing_headers++;
+    return MHD_YES;
+}
+
+/* The head's size (about: its line, arguments included, and its headers) and how many
+   headers frame its body. */
+static void scan_head(struct MHD_Connection *c, const char *url, const char *version,
+                      struct qgh_head *h)
+{
+    h->head_bytes = strlen(h->method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, scan_value, h);
 }
 
 static long long content_length(struct MHD_Connection *c)
@@ -282,7 +335,7 @@ static long long content_length(struct MHD_Connection *c)
 
 /* First call for a request: only its head is known. */
 static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char *url,
-                             const char *method, void **req_cls)
+                             const char *method, const char *version, void **req_cls)
 {
     struct request *r = calloc(1, sizeof *r);
     if (!r)
@@ -310,6 +363,8 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     MHD_HTTP_HEADER_CONTENT_TYPE),
         .content_length = len,
+        .transfer_encoding = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_TRANSFER_ENCODING),
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
         .auth = s->ctx.auth,
@@ -322,6 +377,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         .cors_headers = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                     "Access-Control-Request-Headers"),
     };
+    scan_head(c, url, version, &head);
     r->route = qgh_dispatch_head(&head, &r->endpoint, &r->who, &r->reply);
     if (r->route) {
         /* NOTE: capped, so that many slow clients announcing big bodies cost little. */
@@ -336,20 +392,32 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     return MHD_YES;
 }
 
+/* Set before a deliberate MHD_NO, so that libmicrohttpd's line about it is no warning. */
+static _Thread_local bool closing_on_purpose;
+
+static enum MHD_Result close_on_purpose(void)
+{
+    closing_on_purpose = true;
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **req_cls)
 {
     qg_server *s = cls;
     struct request *r = *req_cls;
-    (void)version;
+    closing_on_purpose = false;
     if (!r)
-        return begin(s, c, url, method, req_cls);
+        return begin(s, c, url, method, version, req_cls);
     if (*upload_size) {
         bool go_on = take_body(s, r, upload_data, *upload_size);
         *upload_size = 0;
-        return go_on ? MHD_YES : MHD_NO;
+        return go_on ? MHD_YES : close_on_purpose();
     }
+    /* The body ended after an early answer: nothing is left to send. */
+    if (r->early)
+        return close_on_purpose();
     switch (r->state) {
     case REQ_BODY:
         qgh_conns_arrived(r->guard);
@@ -383,6 +451,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&s->open_requests, 1);
 }
 
+/* NOTE: %00 stays encoded, so that the router sees and refuses it: decoded, the NUL
+   would end the C string and "/query%00x" would reach /query. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strstr(s, "%00") ? strlen(s) : MHD_http_unescape(s);
+}
+
 /* The format attribute, so that clang's -Wformat-nonliteral accepts the vsnprintf. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) QG_PRINTF(2, 0);
 
@@ -394,6 +471,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    if (closing_on_purpose && strstr(msg, "Application reported internal error")) {
+        closing_on_purpose = false;
+        qgh_log(QG_LOG_DEBUG, "http: connection closed after an early answer");
+        return;
+    }
     qgh_log(QG_LOG_WARN, "http: %s", msg);
 }
 
@@ -507,7 +589,8 @@ static struct MHD_Daemon *open_daemon(qg_server *s, unsigned flags, struct socka
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
 static qg_status start_daemon(qg_server *s, qg_error *err)

@@ -36,6 +36,7 @@ void qgh_cancel_init(struct qgh_cancel *cs)
     pthread_mutex_init(&cs->mu, NULL);
     cs->conn = NULL;
     atomic_init(&cs->gone, false);
+    atomic_init(&cs->cancelled, false);
 }
 
 void qgh_cancel_destroy(struct qgh_cancel *cs)
@@ -53,8 +54,10 @@ static bool watch_start(struct qgh_cancel *cs, qg_conn *c, qg_error *err)
     if (!gone)
         cs->conn = c;
     pthread_mutex_unlock(&cs->mu);
-    if (gone)
+    if (gone) {
+        atomic_store(&cs->cancelled, true);
         qg_error_set(err, QG_ERR_STATEMENT_TIMEOUT, "cancelled: the client closed the connection");
+    }
     return !gone;
 }
 
@@ -114,8 +117,10 @@ static void cancel_gone(qgh_watch *w)
         e->cancelling = true; /* pins e: remove waits for it */
         pthread_mutex_unlock(&w->mu);
         pthread_mutex_lock(&e->cancel->mu);
-        if (e->cancel->conn)
+        if (e->cancel->conn) {
+            atomic_store(&e->cancel->cancelled, true);
             qg_conn_cancel(e->cancel->conn);
+        }
         pthread_mutex_unlock(&e->cancel->mu);
         pthread_mutex_lock(&w->mu);
         e->cancelling = false;

@@ -1,4 +1,4 @@
-/* libFuzzer: qg_json_parse on any bytes; what parses must dump to text that parses and dumps the same. */
+/* libFuzzer: qg_json_parse on any bytes; what parses must dump to text that parses and dumps the same; qg_buf_json_string always makes JSON. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +28,31 @@ static void same_verdict_as_jansson(const uint8_t *data, size_t size, bool ok, q
     abort();
 }
 
+/*
+ * Any bytes as a JSON string: always text that jansson (which checks UTF-8)
+ * loads, and the bytes themselves when they are UTF-8 already.
+ */
+static void escaped_is_json(const uint8_t *data, size_t size)
+{
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_buf_json_string(&b, (const char *)data, size);
+    json_t *s = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (b.oom || !json_is_string(s))
+        abort();
+    json_t *same = json_stringn((const char *)data, size); /* NULL unless UTF-8 */
+    if (same && !json_equal(s, same))
+        abort();
+    if (!same && json_string_length(s) == size && !memcmp(json_string_value(s), data, size))
+        abort(); /* not UTF-8, yet passed through */
+    json_decref(same);
+    json_decref(s);
+    qg_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    escaped_is_json(data, size);
     qg_error e;
     qg_error_clear(&e);
     json_t *v = qg_json_parse((const char *)data, size, &e);

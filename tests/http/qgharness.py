@@ -115,6 +115,7 @@ class Server:
                          "AUTH": "none"})
         self.env.update({k: str(v) for k, v in env.items()})
         self.lines = []
+        self.raw_lines = []  # as written, undecoded: to check that they are UTF-8
         self.proc = subprocess.Popen([binary()], env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.port = None
@@ -137,6 +138,7 @@ class Server:
 
     def _read_log(self):
         for raw in self.proc.stderr:
+            self.raw_lines.append(raw)
             line = raw.decode("utf-8", "replace")
             self.lines.append(line)
             m = re.search(r"listening on (https?)://(\[[^\]]+\]|[^:\s]+):(\d+)", line)

@@ -1,4 +1,5 @@
 """Each limit against the attack it stops: big bodies, big headers, connection floods, slowloris, huge results."""
+import json
 import os
 import select
 import socket
@@ -49,6 +50,33 @@ def request_on(k, path="/health/live"):
     return head.split(b"\r\n")[0].decode()
 
 
+def parse(got):
+    """A raw answer as (status, {lower-case header: value}, JSON body); the body must be JSON."""
+    head, _, body = got.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in
+                   (ln.partition(":") for ln in lines[1:]))
+    check(headers.get("content-type", "").startswith("application/json"), got[:400])
+    check(headers.get("x-request-id"), "no X-Request-Id: %r" % got[:400])
+    check(int(headers.get("content-length", -1)) == len(body), "length: %r" % got[:400])
+    return int(lines[0].split()[1]), headers, json.loads(body.decode("utf-8"))
+
+
+def refused(s, request, status, code):
+    """Sends a raw request; the answer is the contract's JSON error and the connection closes."""
+    with raw(s) as k:
+        try:
+            k.sendall(request)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        got, secs = read_all(k)
+    st, headers, body = parse(got)
+    check(st == status and body["error"]["code"] == code, "want %d %s: %r" % (status, code, got))
+    check(headers.get("connection") == "close", got[:300])
+    check(secs < 3, "closed after %.1fs" % secs)
+    return body["error"]
+
+
 def quiet(s):
     """Closes the harness's kept-alive connection, so that tests count theirs alone."""
     if s.conn:
@@ -90,32 +118,161 @@ def test_huge_content_length_refused_before_the_body():
         s.stop()
 
 
+def chunked_head(path=b"/query"):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Request-Id: chunky\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+CHUNK = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+
+
+def send_reading(k, total):
+    """Sends a chunked body of total bytes while reading; returns (answer, bytes sent by then)."""
+    k.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)  # "sent" is near "received"
+    k.setblocking(False)
+    pending, sent, got, answered_at = b"", 0, b"", None
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if not pending and sent < total:
+            pending = CHUNK if sent + len(CHUNK) < total else CHUNK + b"0\r\n\r\n"
+        blocked = not pending
+        if pending:
+            try:
+                n = k.send(pending)
+                sent += n
+                pending = pending[n:]
+            except BlockingIOError:
+                blocked = True
+            except (BrokenPipeError, ConnectionResetError):
+                pending, total, blocked = b"", sent, True
+        try:
+            chunk = k.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+            if answered_at is None:
+                answered_at = sent
+        except BlockingIOError:
+            if blocked:
+                select.select([k], [k] if pending else [], [], 0.05)
+        except ConnectionResetError:
+            break
+    return got, answered_at
+
+
+def test_chunked_body_over_the_limit_is_answered():
+    """413 JSON while the client still sends; the rest is read and dropped, within bounds."""
+    s = Server(LOG_FORMAT="json")  # HTTP_MAX_BODY 1 MiB
+    try:
+        # A client that reads while it sends gets the answer long before its 10 MB are out.
+        with raw(s) as k:
+            k.sendall(chunked_head())
+            got, at = send_reading(k, 10 * 1024 * 1024)
+        st, headers, body = parse(got)
+        check(st == 413 and body["error"]["code"] == "payload_too_large", got[:400])
+        check(headers["connection"] == "close" and headers["x-request-id"] == "chunky", headers)
+        check(at is not None and at < 5 * 1024 * 1024, "answered after %r bytes" % at)
+        # One that sends everything first, then reads: the body is drained, the answer waits.
+        with raw(s, timeout=20) as k:
+            k.sendall(chunked_head() + CHUNK * 640 + b"0\r\n\r\n")  # 10 MiB
+            got, _ = read_all(k)
+        st, _, body = parse(got)
+        check(st == 413 and body["error"]["code"] == "payload_too_large", got[:400])
+        # Past LINGER_BYTES (16 MiB) the connection is cut, whatever the client still sends.
+        with raw(s, timeout=20) as k:
+            k.sendall(chunked_head())
+            sent = 0
+            try:
+                for _ in range(64 * 64):  # 64 MiB
+                    k.sendall(CHUNK)
+                    sent += len(CHUNK)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        check(sent < 32 * 1024 * 1024, "still reading after %d bytes" % sent)
+        # A client that stops sending after the answer is cut after LINGER_S (5 s).
+        with raw(s) as k:
+            k.sendall(chunked_head() + CHUNK * 80)
+            got, secs = read_all(k, limit_s=15)
+        check(parse(got)[0] == 413 and 4 < secs < 8, "cut after %.1fs: %r" % (secs, got[:100]))
+        # An unknown path with a body past HTTP_MAX_BODY: its 404 goes out early the same way.
+        with raw(s) as k:
+            k.sendall(chunked_head(b"/nope"))
+            got, at = send_reading(k, 4 * 1024 * 1024)
+        check(parse(got)[0] == 404 and at < 4 * 1024 * 1024, got[:300])
+        check_ok(s.get("/health/live"))
+        time.sleep(0.2)
+        answers = [ln for ln in s.lines if '"request_id":"chunky"' in ln]
+        check(len(answers) == 5 and all('"status":413' in ln for ln in answers[:4]), answers)
+        check(not any('"warn"' in ln and "internal error" in ln for ln in s.lines), s.lines)
+    finally:
+        s.stop()
+
+
 def test_header_too_large_is_431():
-    """The request head must fit in 32 KiB: past it libmicrohttpd answers 431 and closes."""
+    """A request head over 32 KiB: the contract's JSON 431, and the connection closes."""
     s = Server()
     try:
         r = s.get("/health/live", headers={"X-Fine": "a" * 8000})
         check_ok(r, "an 8 KB header")
+        e = refused(s, b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 60000 +
+                    b"\r\n\r\n", 431, "header_too_large")
+        check("32768" in e["message"], e)
+        refused(s, b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 2\r\nX-Big: " + b"a" * 33000 + b"\r\n\r\n{}", 431,
+                "header_too_large")
+        # Many small headers add up the same way, and so does a long query string.
+        refused(s, b"GET /health/live HTTP/1.1\r\nHost: x\r\n" +
+                b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 90) for i in range(350)) + b"\r\n",
+                431, "header_too_large")
+        refused(s, b"GET /health/live?q=" + b"c" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                431, "header_too_large")
+        # Past libmicrohttpd's own connection buffer (64 KiB) it answers by itself, HTML.
         with raw(s) as k:
             try:
-                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 +
+                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 +
                           b"\r\n\r\n")
             except (ConnectionResetError, BrokenPipeError):
                 pass  # closed while we were still sending: the answer was already queued
             got, _ = read_all(k)
-        check(got.startswith(b"HTTP/1.1 431 "), got[:200])
-        check(b"Connection: close" in got, got[:300])
-        # Many small headers add up the same way.
-        with raw(s) as k:
-            try:
-                k.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n" +
-                          b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 90) for i in range(1000)) +
-                          b"\r\n")
-            except (ConnectionResetError, BrokenPipeError):
-                pass
-            got, _ = read_all(k)
-        check(got.startswith(b"HTTP/1.1 431 "), got[:200])
+        check(got.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in got, got[:300])
         check_ok(s.get("/health/live"))
+    finally:
+        s.stop()
+
+
+def test_request_smuggling_refused():
+    """Both Content-Length and Transfer-Encoding, or %00 in the path: 400 JSON, then closed."""
+    s = Server()
+    try:
+        for path in (b"/query", b"/health/live"):
+            e = refused(s, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 5\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_request")
+            check("Transfer-Encoding" in e["message"], e)
+        refused(s, b"GET /health/live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Length: 0\r\n\r\n0\r\n\r\n", 400, "invalid_request")
+        # Several of them (libmicrohttpd takes the first), or a coding it cannot frame.
+        q = b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        for framing in (b"Content-Length: 25\r\nContent-Length: 5\r\n",
+                        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+                        b"Transfer-Encoding: gzip\r\n", b"Transfer-Encoding: chunked, identity\r\n"):
+            e = refused(s, q + framing + b"\r\n" + b'{"sql": "SELECT 1 AS one"}', 400,
+                        "invalid_request")
+            check("Transfer-Encoding" in e["message"], e)
+        # Decoded, the NUL would end the path early: /health/live%00x would be /health/live.
+        for path in (b"/health/live%00x", b"/health/live%00", b"/query%00/x?a=1"):
+            e = refused(s, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+                        "invalid_request")
+            check("%00" in e["message"], e)
+        # Other escapes still decode.
+        check_ok(s.get("/health/%6Cive"))
+        with raw(s) as k:
+            body = b'{"sql": "SELECT 1 AS one"}'
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n"
+                      b"0\r\n\r\n" % (len(body), body))
+            st, _, res = parse(read_all(k)[0])
+        check(st == 200 and res["rows"] == [{"one": 1}], res)
     finally:
         s.stop()
 

@@ -89,6 +89,41 @@ def test_json_access_lines():
         s.stop()
 
 
+def test_paths_not_utf8_are_replaced():
+    """A path with bytes that are not UTF-8: valid JSON in the body and in the log line."""
+    for fmt in ("json", "text"):
+        s = Server(LOG_FORMAT=fmt)
+        try:
+            for path, rid in ((b"/h\xffx", "utf8-raw"), (b"/h%FFx%C3", "utf8-escaped"),
+                              (b"/h\xc3\xa9\xed\xa0\x80", "utf8-surrogate")):
+                with socket.create_connection(("127.0.0.1", s.port), timeout=10) as k:
+                    k.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                              b"X-Request-Id: " + rid.encode() + b"\r\n\r\n")
+                    got = b""
+                    while True:
+                        chunk = k.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                head, _, body = got.partition(b"\r\n\r\n")
+                check(head.startswith(b"HTTP/1.1 404 ") and b"application/json" in head, got)
+                err = json.loads(body.decode("utf-8"))["error"]  # strict: raises if not UTF-8
+                check(err["code"] == "not_found" and "\ufffd" in err["message"], err)
+                wait_for(s, lambda ls: any(rid in ln for ln in ls), "no access line")
+                raw = [r for r in s.raw_lines if rid.encode() in r]
+                check(len(raw) == 1, raw)
+                text = raw[0].decode("utf-8")  # strict as well
+                if fmt == "json":
+                    rec = json.loads(text)
+                    check(rec["status"] == 404 and "\ufffd" in rec["path"], rec)
+                else:
+                    check(TEXT_ACCESS.match(text.rstrip("\n")) and " /h" in text and
+                          "?" in text, text)
+            check_ok(s.get("/health/live"))
+        finally:
+            s.stop()
+
+
 def test_startup_configuration_line():
     s = Server(LOG_FORMAT="json", DB_POOL_SIZE=4)
     try:

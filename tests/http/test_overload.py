@@ -1,6 +1,7 @@
 """Load and abuse without faults: overload, clients that hang up, timeouts, serialization conflicts, probe storms."""
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -142,6 +143,110 @@ def test_client_disconnect_cancels_and_rolls_back(_):
         check_ok(r)
     finally:
         s.stop()
+
+
+class CuttableProxy:
+    """A TCP proxy to the test database whose connections can all be cut at once."""
+
+    def __init__(self):
+        u = urllib.parse.urlsplit(database_url())
+        self.target = (u.hostname, u.port or 5432)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = urllib.parse.urlunsplit(u._replace(netloc="%s@127.0.0.1:%d" % (
+            u.netloc.rsplit("@", 1)[0], self.listener.getsockname()[1])))
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.listener.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            self.socks += [a, b]
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for k in (src, dst):
+            try:
+                k.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """Every connection ends at once, without a word from the server."""
+        for k in self.socks:
+            try:
+                k.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+
+
+def gone_client(s, path, sql, rid, after_gone=None):
+    """Sends sql (or a body), hangs up once it runs; returns the request's JSON access line."""
+    data = json.dumps(sql if isinstance(sql, dict) else {"sql": sql}).encode()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n" % (path, rid, len(data))
+                  ).encode() + data)
+    wait_for(lambda: active_statements(rid) == 1, 3, "%s started" % rid)
+    time.sleep(0.2)
+    sock.close()
+    if after_gone:
+        after_gone()
+    wait_for(lambda: any(rid in ln and '"request"' in ln for ln in s.lines), 5,
+             "%s logged" % rid)
+    return [json.loads(ln) for ln in s.lines if rid in ln and '"request"' in ln][0]
+
+
+def test_client_gone_keeps_the_real_outcome(_):
+    """499 only where the client's leaving cancelled the statement; else the real status."""
+    # Catches each cancel that the client's leaving sends: the statement runs on.
+    admin_sql("CREATE OR REPLACE FUNCTION {t}_survive(n int) RETURNS bool LANGUAGE plpgsql AS "
+              "$$BEGIN FOR i IN 1..n LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN "
+              "query_canceled THEN NULL; END; END LOOP; RETURN true; END$$".format(t=T))
+    proxy = CuttableProxy()
+    s = Server(LOG_FORMAT="json", DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DATABASE_URL=proxy.url)
+    m = "gone_real_%d" % os.getpid()
+    try:
+        rec = gone_client(s, "/query", "SELECT 1 / (NOT %s_survive(10))::int /* %s_a */"
+                          % (T, m), m + "_a")
+        check(rec["status"] == 400, "an error of its own: want 400, got %r" % rec)
+        # A write that the connection has run before sends its COMMIT along; cut while it
+        # runs, its outcome is unknown, and the log says so.
+        write = "INSERT INTO %s (k) SELECT :k WHERE %s_survive(:n) /* %s_b */" % (T, T, m)
+        check_ok(s.post("/update", {"sql": write, "params": {"k": "warm", "n": 0}}))
+        rec = gone_client(s, "/update", {"sql": write, "params": {"k": m, "n": 100}}, m + "_b",
+                          after_gone=lambda: (time.sleep(0.3), proxy.cut()))
+        check(rec["status"] == 503, "a lost connection: want 503, got %r" % rec)
+        # Cancelled for good: 499, and nothing stored.
+        rec = gone_client(s, "/update", "INSERT INTO %s (k) SELECT '%s' FROM pg_sleep(5) "
+                          "/* %s_c */" % (T, m, m), m + "_c")
+        check(rec["status"] == 499, "cancelled: want 499, got %r" % rec)
+        check(admin_sql("SELECT count(*) FROM %s WHERE k = '%s'" % (T, m)) == "0", "stored")
+        metrics = s.get("/metrics").raw.decode()
+        for status in ("400", "503", "499"):
+            check(re.search(r'querygate_http_requests_total\{[^}]*status="%s"[^}]*\} 1' % status,
+                            metrics), "metrics lack one %s: %s" % (status, metrics[:2000]))
+    finally:
+        s.stop()
+        proxy.close()
+        admin_sql("DROP FUNCTION IF EXISTS %s_survive(int)" % T)
 
 
 def test_statement_timeout_leaves_a_sound_connection(_):

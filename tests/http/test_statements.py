@@ -172,6 +172,20 @@ def test_batch_error_rolls_back_all(s):
     check(admin_sql("SELECT count(*) FROM %s WHERE note = 'c'" % T) == "0", "batch applied")
 
 
+def test_data_changing_cte_counts_the_outer_statement(s):
+    """affected_rows is PostgreSQL's command tag: the outer statement's rows, as documented."""
+    cte = "WITH x AS (INSERT INTO %s (name) SELECT 'cte' FROM generate_series(1, 3) " \
+          "RETURNING id) SELECT count(*) AS n FROM x" % T
+    check(check_ok(s.post("/update", {"sql": cte})) == {"affected_rows": 1}, "one SELECT row")
+    r = check_ok(s.post("/insert", {"sql": cte}))
+    check(r["affected_rows"] == 1 and r["rows"] == [{"n": 3}], r)
+    check(check_ok(s.post("/update", {"sql": "WITH x AS (DELETE FROM %s WHERE name = 'cte' "
+                                             "RETURNING id) SELECT id FROM x LIMIT 0" % T}))
+          == {"affected_rows": 0}, "a SELECT of no rows")
+    check(query(s, "SELECT count(*) AS n FROM %s WHERE name = 'cte'" % T)["rows"] == [{"n": 0}],
+          "deleted")
+
+
 def test_insert(s):
     j = check_ok(s.post("/insert", {"sql": "INSERT INTO %s (name) VALUES (:n) RETURNING id, name"
                                     % T, "params": {"n": "ins1"}}))

@@ -1,4 +1,5 @@
 """HTTPS (TLS_CERT_FILE, TLS_KEY_FILE): a self-signed certificate made here, curl and Python as clients."""
+import json
 import os
 import shutil
 import socket
@@ -85,6 +86,30 @@ def test_python_client_queries(st):
         with ssl.create_default_context(cafile=st["cert"]).wrap_socket(
                 raw, server_hostname="127.0.0.1") as t:
             check(t.version() == "TLSv1.3", t.version())
+
+
+def test_chunked_body_over_the_limit_over_tls(st):
+    """The early 413 (written beside libmicrohttpd) goes through TLS as well."""
+    s = st["s"]
+    ctx = ssl.create_default_context(cafile=st["cert"])
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as k:
+            chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+            k.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 256 + b"0\r\n\r\n")  # 4 MiB
+            got = b""
+            try:
+                while True:
+                    data = k.recv(65536)
+                    if not data:
+                        break
+                    got += data
+            except (ssl.SSLEOFError, ConnectionResetError):
+                pass
+    head, _, body = got.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 413 ") and b"X-Request-Id: " in head, got[:300])
+    check(json.loads(body)["error"]["code"] == "payload_too_large", got[:400])
+    check_ok(s.get("/health/live"))
 
 
 def test_plain_http_is_refused(st):

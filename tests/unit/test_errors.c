@@ -42,6 +42,31 @@ static void json_strings(void)
     qg_buf_init(&b);
     qg_buf_json_string(&b, "a\"b\\c\n\x01\t\xc3\xa9", 10);
     CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001\\t\xc3\xa9\"");
+    /* Not UTF-8 (a lone byte, a cut sequence, overlong, a surrogate, past U+10FFFF):
+       each byte becomes U+FFFD; valid 2-, 3- and 4-byte characters pass. */
+    static const struct {
+        const char *in, *out;
+    } utf8[] = {
+        {"/h\xffx", "\"/h\xef\xbf\xbdx\""},
+        {"a\xc3", "\"a\xef\xbf\xbd\""},
+        {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xf4\x90\x80\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xe2\x82", "\"\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf",
+         "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\""},
+    };
+    for (size_t i = 0; i < sizeof utf8 / sizeof utf8[0]; i++) {
+        qg_buf_reset(&b);
+        qg_buf_json_string(&b, utf8[i].in, strlen(utf8[i].in));
+        CHECK_STR(b.data, utf8[i].out);
+    }
+    CHECK_INT(qg_utf8_char_len("\xf0\x9f\x98\x80", 4), 4);
+    CHECK_INT(qg_utf8_char_len("\xf0\x9f\x98\x80", 3), 0);
+    CHECK_INT(qg_utf8_char_len("\xe0\x9f\x80", 3), 0); /* overlong */
+    CHECK_INT(qg_utf8_char_len("\xef\xbf\xbd", 3), 3);
+    CHECK_INT(qg_utf8_char_len("\x80", 1), 0);
+    CHECK_INT(qg_utf8_char_len("", 0), 0);
     qg_buf_reset(&b);
     qg_buf_printf(&b, "%d-%s", 42, "x");
     CHECK_STR(b.data, "42-x");
