@@ -14,5 +14,5 @@ UNLISTEN *;
 CLOSE ALL;
 DISCARD TEMP;
 DISCARD SEQUENCES;
-SELECT pg_advisory_unlock_all(), (SELECT count(*) FILTER (WHERE from_sql) = 0 AND count(*) = 1 FROM pg_prepared_statements);
+SELECT pg_catalog.pg_advisory_unlock_all(), count(*) = 0 FROM pg_catalog.pg_prepared_statement() WHERE from_sql;
 \endpipeline

@@ -1,5 +1,4 @@
 /* Between two requests on one connection: the end of the transaction and the session reset. */
-#include <stdio.h>
 #include <string.h>
 
 #include "manager_private.h"
@@ -8,7 +7,7 @@
  * NOTE: a pooled connection must come back to what DISCARD ALL gives, but
  * DISCARD ALL cannot run in a pipeline, so this is its list, one statement
  * each, minus DEALLOCATE ALL and DISCARD PLANS: our own prepared statements
- * stay (the audit proves they are ours and that nothing else was prepared;
+ * stay (the audit proves that nothing else was prepared;
  * drop_prepared deallocates them when the caller changes), and cached plans
  * change nothing a caller can see but speed.
  *
@@ -24,29 +23,19 @@ static const char *const write_reset[] = {
 };
 #define NWRITE_RESET (sizeof write_reset / sizeof *write_reset)
 
-/* Prepared statements on the server that the cache holds (or has queued). */
-static int our_prepared(const qg_conn *c)
-{
-    int n = 0;
-    for (int i = 0; i < c->stmts.n; i++)
-        n += c->stmts.e[i].prepared || c->stmts.e[i].prepare_queued;
-    return n;
-}
-
 /*
- * Releases session advisory locks and proves that the server's prepared
- * statements are exactly ours: a caller's PREPARE is from_sql, and one that
- * DEALLOCATEd ours changes the count. NOTE: sent as text, parsed and planned
- * each time, which costs more than running it; but a prepared audit is one a
- * caller could replace by name, and it would run before the audit could tell.
+ * Releases session advisory locks and proves that no prepared statement but
+ * ours exists: a caller's PREPARE, also from dynamic SQL, is from_sql. One that
+ * only DEALLOCATEd ours makes its next use fail with 26000, which runs the
+ * transaction again (a stale plan). NOTE: sent as text, parsed and planned each
+ * time: a prepared audit is one a caller could replace by name, and it would run
+ * before it could tell. The function, not the view, and qualified names keep
+ * the plan cheap and out of reach of a search_path.
  */
 static bool send_audit(qg_conn *c)
 {
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT pg_advisory_unlock_all(), (SELECT count(*) FILTER (WHERE from_sql) = 0 "
-             "AND count(*) = %d FROM pg_prepared_statements)", our_prepared(c));
-    return qgp_send_command(c->pg, sql);
+    return qgp_send_command(c->pg, "SELECT pg_catalog.pg_advisory_unlock_all(), count(*) = 0 "
+                                   "FROM pg_catalog.pg_prepared_statement() WHERE from_sql");
 }
 
 static bool full_reset(const qg_conn *c)
@@ -135,8 +124,7 @@ static enum reset_outcome read_reset(qg_conn *c)
         return RESET_SKIPPED;
     if (!failed && !audited && PQstatus(c->pg) == CONNECTION_OK)
         qgp_log(c->m, QG_LOG_WARN, "a request left prepared statements on its connection that "
-                                   "the service did not make, or removed one of ours; the "
-                                   "connection is closed");
+                                   "the service did not make; the connection is closed");
     return failed || !audited ? RESET_FAILED : RESET_DONE;
 }
 
