@@ -4,11 +4,14 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.parse
 
 SKIP = 77
 
@@ -212,6 +215,95 @@ class Server:
 
     def alive(self):
         return self.proc.poll() is None
+
+
+class DbProxy:
+    """A TCP proxy to the test database: cut() ends every connection at once, and with
+    plain=True (no TLS on either leg, so it can read the server's messages)
+    cut_after_commit() ends the next connection whose server says COMMIT, right after
+    that message."""
+
+    def __init__(self, plain=False):
+        u = urllib.parse.urlsplit(database_url())
+        self.target = (u.hostname, u.port or 5432)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        netloc = "%s@127.0.0.1:%d" % (u.netloc.rsplit("@", 1)[0], self.listener.getsockname()[1])
+        query = "sslmode=disable&gssencmode=disable" if plain else u.query
+        self.url = urllib.parse.urlunsplit(u._replace(netloc=netloc, query=query))
+        self.plain = plain
+        self.armed = threading.Event()
+        self.cuts = 0
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.listener.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            self.socks += [a, b]
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            to_client = self._messages if self.plain else self._pump
+            threading.Thread(target=to_client, args=(b, a), daemon=True).start()
+
+    @staticmethod
+    def _close(*socks):
+        for k in socks:
+            try:
+                k.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    def _messages(self, server, client):
+        """Server to client, a whole protocol message at a time (type byte, int32 length)."""
+        buf = b""
+        try:
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while len(buf) >= 5:
+                    end = 1 + struct.unpack("!I", buf[1:5])[0]
+                    if len(buf) < end:
+                        break
+                    msg, buf = buf[:end], buf[end:]
+                    out += msg
+                    if self.armed.is_set() and msg[:1] == b"C" and msg[5:].startswith(b"COMMIT\0"):
+                        self.armed.clear()
+                        self.cuts += 1
+                        client.sendall(out)
+                        raise OSError("cut after COMMIT")
+                if out:
+                    client.sendall(out)
+        except OSError:
+            pass
+        self._close(server, client)
+
+    def cut(self):
+        """Every connection ends at once, without a word from the server."""
+        self._close(*self.socks)
+
+    def cut_after_commit(self):
+        self.armed.set()
+
+    def close(self):
+        self.listener.close()
+        self.cut()
 
 
 def check(cond, what):

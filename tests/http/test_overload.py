@@ -9,8 +9,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import (Server, admin_sql, check, check_error, check_ok, database_url,  # noqa: E402
-                       proc_stats, run_tests)
+from qgharness import (DbProxy, Server, admin_sql, check, check_error,  # noqa: E402
+                       check_ok, database_url, proc_stats, run_tests)
 
 T = "t_overload_%d" % os.getpid()
 
@@ -145,58 +145,6 @@ def test_client_disconnect_cancels_and_rolls_back(_):
         s.stop()
 
 
-class CuttableProxy:
-    """A TCP proxy to the test database whose connections can all be cut at once."""
-
-    def __init__(self):
-        u = urllib.parse.urlsplit(database_url())
-        self.target = (u.hostname, u.port or 5432)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = urllib.parse.urlunsplit(u._replace(netloc="%s@127.0.0.1:%d" % (
-            u.netloc.rsplit("@", 1)[0], self.listener.getsockname()[1])))
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                a, _ = self.listener.accept()
-            except OSError:
-                return
-            b = socket.create_connection(self.target)
-            self.socks += [a, b]
-            for src, dst in ((a, b), (b, a)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for k in (src, dst):
-            try:
-                k.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        """Every connection ends at once, without a word from the server."""
-        for k in self.socks:
-            try:
-                k.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.listener.close()
-        self.cut()
-
-
 def gone_client(s, path, sql, rid, after_gone=None):
     """Sends sql (or a body), hangs up once it runs; returns the request's JSON access line."""
     data = json.dumps(sql if isinstance(sql, dict) else {"sql": sql}).encode()
@@ -220,7 +168,7 @@ def test_client_gone_keeps_the_real_outcome(_):
     admin_sql("CREATE OR REPLACE FUNCTION {t}_survive(n int) RETURNS bool LANGUAGE plpgsql AS "
               "$$BEGIN FOR i IN 1..n LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN "
               "query_canceled THEN NULL; END; END LOOP; RETURN true; END$$".format(t=T))
-    proxy = CuttableProxy()
+    proxy = DbProxy()
     s = Server(LOG_FORMAT="json", DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DATABASE_URL=proxy.url)
     m = "gone_real_%d" % os.getpid()
     try:
