@@ -199,9 +199,20 @@ static qg_status take_command(struct reader *rd, const PGresult *res, qg_error *
     return QG_OK;
 }
 
+/* True for an answer that PQgetResult would repeat forever (a COPY). */
+static bool endless(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
 /* One result of the caller's statement. */
 static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *err)
 {
+    if (endless(res)) {
+        qgp_conn_set_state(rd->c, QGP_CONN_BROKEN); /* the copy never ends: drop it */
+        return refuse_copy(err);
+    }
     switch (PQresultStatus(res)) {
     case PGRES_SINGLE_TUPLE:
         take_row(rd, res);
@@ -212,12 +223,6 @@ static qg_status take_result(struct reader *rd, const PGresult *res, qg_error *e
     case PGRES_EMPTY_QUERY:
     case PGRES_PIPELINE_ABORTED:
         return QG_OK;
-    case PGRES_COPY_IN:
-    case PGRES_COPY_OUT:
-    case PGRES_COPY_BOTH:
-        /* libpq repeats this answer until the copy ends: drop the connection instead. */
-        qgp_conn_set_state(rd->c, QGP_CONN_BROKEN);
-        return refuse_copy(err);
     case PGRES_BAD_RESPONSE:
     case PGRES_FATAL_ERROR:
     default: {
@@ -295,13 +300,6 @@ static bool send_part(qg_conn *c, const struct part *p, enum qgp_end end)
         return qgp_end_send(c, end);
     }
     return false;
-}
-
-/* True for an answer that PQgetResult would repeat forever (a COPY). */
-static bool endless(const PGresult *res)
-{
-    ExecStatusType st = PQresultStatus(res);
-    return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
 }
 
 /*
