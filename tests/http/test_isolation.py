@@ -4,6 +4,7 @@ Keys: RO (read, role ro), RW and RW2 (read,write, role rw), R2 (read, no role) a
 ADM (read,write,admin, no role): R2 and ADM share the service login's pool, RW and RW2
 the rw role's. Small pools, so every request lands on a connection others used.
 """
+import json
 import os
 import sys
 import tempfile
@@ -178,6 +179,47 @@ def test_prepared_statements_stay_with_their_caller(st):
         check(r.json["affected_rows"] == 1, "hijacked: %s" % r.json)
     r = q(st, ADM, "SELECT count(*) AS n FROM %s_items WHERE name = 'pwned' OR qty < 0" % T)
     check(r.json["rows"] == [{"n": 0}], r.json)
+
+
+def test_transaction_ends_hidden_in_code_fail(st):
+    """COMMIT inside a DO block or a procedure cannot end the service's transaction."""
+    admin_sql("CREATE OR REPLACE PROCEDURE {t}_commit() LANGUAGE plpgsql AS "
+              "$$BEGIN INSERT INTO {t}_items VALUES (201, 'proc', 1); COMMIT; END$$; "
+              "ALTER PROCEDURE {t}_commit() OWNER TO qg".format(t=T))
+    for sql in ("DO $$BEGIN INSERT INTO %s_items VALUES (202, 'do', 1); COMMIT; END$$" % T,
+                "CALL %s_commit()" % T):
+        check_error(q(st, ADM, sql, path="/update"), 400, "sql_error", sql)
+    r = q(st, ADM, "SELECT count(*) AS n FROM %s_items WHERE id > 200" % T)
+    check(r.json["rows"] == [{"n": 0}], r.json)
+
+
+def test_pipelined_http_requests_stay_apart(st):
+    """Two requests of two keys sent back to back on one HTTP connection, in one write."""
+    import socket
+
+    def req(key, sql):
+        body = json.dumps({"sql": sql}).encode()
+        return ("POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % (key, len(body))).encode() + body
+
+    for _ in range(5):
+        k = socket.create_connection(("127.0.0.1", st.s.port), timeout=10)
+        k.sendall(req(R2, 'SELECT U&"pg_\\0061dvisory_lock"(77), '
+                              "set_config('search_path', 'pg_catalog', false)") +
+                  req(ADM, "SELECT current_setting('search_path') AS p, "
+                           "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS locks"))
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2 or not data.rstrip().endswith(b"}"):
+            chunk = k.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        k.close()
+        check(data.count(b"HTTP/1.1 200") == 2, "two answers: %r" % data[:600])
+        second = json.loads(data.rsplit(b"\r\n\r\n", 1)[1])
+        check(second["rows"] == [{"p": '"$user", public', "locks": 0}],
+              "the second request saw the first's state: %r" % second)
 
 
 def test_copy_is_refused_at_once(st):
