@@ -80,9 +80,7 @@ static void copy_field(char *dst, size_t size, const char *src)
     }
     snprintf(dst, size, "%s", src);
     /* libpq ends primary messages with a newline in some paths; bodies should not. */
-    size_t n = strlen(dst);
-    while (n && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
-        dst[--n] = '\0';
+    dst[qg_trim_end(dst, strlen(dst), "\n ")] = '\0';
 }
 
 bool qgp_result_fatal(const PGresult *res)

@@ -443,7 +443,4 @@ bool qgh_workers_wait_idle(qgh_workers *w, double timeout_s);
 /* Expires what is queued with QG_ERR_SHUTTING_DOWN, joins the threads, frees w. */
 void qgh_workers_free(qgh_workers *w);
 
-/* Monotonic clock in seconds. */
-double qgh_now(void);
-
 #endif

@@ -50,9 +50,7 @@ static const char *allow_header(const struct qgh_route *r)
 
 static const char *skip_ws(const char *p)
 {
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
+    return p + strspn(p, " \t");
 }
 
 /* application/json, optionally with charset=utf-8 (any case, optionally quoted). */
