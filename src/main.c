@@ -6,7 +6,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "probe.h"
+#include "server.h"
 
 #ifndef QG_VERSION
 #define QG_VERSION "unknown"

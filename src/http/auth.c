@@ -9,7 +9,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "sha256.h"
 
 #define MIN_KEY_LEN 16
 

@@ -2,7 +2,7 @@
  * Statements a request runs, lent to the client watcher (watch.c) for cancelling:
  * qgh_exec and qgh_exec_many are qg_exec and qg_exec_many that stop once the client is gone.
  */
-#include "http.h"
+#include "cancel.h"
 
 void qgh_cancel_init(struct qgh_cancel *cs)
 {

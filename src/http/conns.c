@@ -5,7 +5,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "http.h"
+#include "conns.h"
+#include "log.h"
 
 struct qgh_conn {
     struct qgh_conn *prev, *next;

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "cors.h"
+#include "reply.h"
+#include "router.h"
 
 #define MAX_ORIGINS 64
 

@@ -1,10 +1,12 @@
-/* Replies: the contract's error codes mapped to HTTP statuses, and JSON error bodies. */
+/* Replies: the contract's error codes mapped to HTTP statuses, JSON error bodies, and If-None-Match. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "reply.h"
 
 /*
  * The contract's error table. NOTE: Retry-After is 1 s where the cause is
@@ -196,4 +198,42 @@ void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     qg_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
     qg_buf_json_string(&b, r->message, strlen(r->message));
     finish(r, &b);
+}
+
+/* Whether an If-None-Match list ("*", or entity tags, weak or not) names etag (weak comparison). */
+static bool etag_listed(const char *list, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *p = list; *p;) {
+        p += strspn(p, " \t,");
+        if (*p == '*')
+            return true;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        if (*p != '"')
+            return false;
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return false;
+        if ((size_t)(end + 1 - p) == n && !memcmp(p, etag, n))
+            return true;
+        p = end + 1;
+    }
+    return false;
+}
+
+/*
+ * NOTE: libmicrohttpd 0.9.75 adds "Content-Length: 0" to the 304 whatever we
+ * do (RFC 9110 would have none, or the 200's); caches ignore a 304's
+ * Content-Length (RFC 9111 3.2), and clients read no body after a 304.
+ */
+void qgh_reply_conditional(struct qgh_reply *r, const char *if_none_match)
+{
+    if (!r->etag || r->status != 200 || !if_none_match || !etag_listed(if_none_match, r->etag))
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+    r->status = 304;
+    r->content_type = NULL;
 }

@@ -15,7 +15,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "auth.h"
+#include "cancel.h"
+#include "conns.h"
+#include "cors.h"
+#include "early.h"
+#include "handler.h"
+#include "log.h"
+#include "metrics.h"
+#include "reply.h"
+#include "reqid.h"
+#include "router.h"
+#include "server.h"
+#include "trace.h"
+#include "watch.h"
+#include "workers.h"
 
 /*
  * Per connection, for the request line and headers, and the read buffer for

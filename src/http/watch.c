@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "cancel.h"
+#include "watch.h"
 
 /*
  * NOTE: libmicrohttpd does not look at a suspended connection, so nobody would

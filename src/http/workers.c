@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "workers.h"
 
 struct qgh_workers {
     pthread_mutex_t mu;
