@@ -44,8 +44,6 @@ void qgh_reply_error_as(struct qgh_reply *r, const qg_error *err,
 /* An error by code name, including the HTTP-only ones (not_found, ...). */
 void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     QG_PRINTF(3, 4);
-/* The HTTP status of an error code; 500 for unknown codes. */
-int qgh_code_status(const char *code);
 /* A 200 with an ETag that if_none_match (the header; NULL if absent) names becomes 304, no body. */
 void qgh_reply_conditional(struct qgh_reply *r, const char *if_none_match);
 
