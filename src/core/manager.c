@@ -104,7 +104,7 @@ void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg)
 static bool wait_drained_locked(qg_manager *m, double deadline)
 {
     while (m->checked_out > 0) {
-        if (deadline - qg_now() <= 0)
+        if (qg_now() >= deadline)
             return false;
         struct timespec ts = qg_timespec(deadline);
         pthread_cond_timedwait(&m->drained, &m->lock, &ts);
