@@ -7,6 +7,7 @@
 struct MHD_Connection;
 struct qgh_cors;
 struct qgh_reply;
+
 /*
  * Writes rep (with X-Request-Id, CORS headers and Connection: close) to c's client at
  * once, beside libmicrohttpd, which must not have queued an answer. Call it only from
