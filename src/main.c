@@ -6,7 +6,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "probe.h"
+#include "server.h"
 
 #ifndef QG_VERSION
 #define QG_VERSION "unknown"
@@ -144,9 +147,9 @@ static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, 
     qg_server_unready(srv);
     qgh_log(QG_LOG_INFO, "SIGTERM: /health/ready answers 503 from now; serving for %g s more "
             "before draining (SHUTDOWN_DELAY)", delay_s);
-    double end = qgh_now() + delay_s;
-    for (double left; (left = end - qgh_now()) > 0;) {
-        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    double end = qg_now() + delay_s;
+    for (double left; (left = end - qg_now()) > 0;) {
+        struct timespec ts = qg_timespec(left);
         int sig = sigtimedwait(signals, NULL, &ts);
         if (sig == SIGHUP) {
             reload_keys(auth);

@@ -52,6 +52,17 @@ typedef struct qg_error {
     char hint[256];
 } qg_error;
 
+/* A status's row of the contract's error table. */
+struct qg_status_info {
+    const char *code; /* the error code ("invalid_json", ...) */
+    int http_status;  /* its HTTP status; 0 for the two that are never answered: ok, config_error */
+    int retry_after;  /* seconds for Retry-After; 0: none */
+};
+
+/* The row of s; an unknown s gets internal_error's. Static. */
+const struct qg_status_info *qg_status_info(qg_status s);
+/* The row of an error code, or NULL when no status has it. Static. */
+const struct qg_status_info *qg_status_info_by_code(const char *code);
 /* The contract's error code for a status ("invalid_json", ...). Static string. */
 const char *qg_status_code(qg_status s);
 

@@ -9,6 +9,7 @@
 #include "querygate/manager.h"
 #include "querygate/params.h"
 #include "querygate/result.h"
+#include "querygate/util.h"
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 const char *qg_version(void);

@@ -44,14 +44,6 @@ size_t qg_params_count(const qg_params *p)
     return p ? p->n : 0;
 }
 
-static size_t hash_name(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 /* The index of name in p, or NOT_FOUND; *slot gets the empty hash slot it would use. */
 static size_t find(const qg_params *p, const char *name, size_t len, size_t *slot)
 {
@@ -63,7 +55,7 @@ static size_t find(const qg_params *p, const char *name, size_t len, size_t *slo
                 return i;
         return NOT_FOUND;
     }
-    size_t mask = p->hash_cap - 1, k = hash_name(name, len) & mask;
+    size_t mask = p->hash_cap - 1, k = (size_t)qgp_fnv1a(name, len) & mask;
     for (; p->hash[k]; k = (k + 1) & mask) {
         const struct entry *e = &p->e[p->hash[k] - 1];
         if (e->name_len == len && memcmp(e->name, name, len) == 0)
@@ -84,7 +76,7 @@ static bool rehash(qg_params *p)
     if (!h)
         return false;
     for (size_t i = 0; i < p->n; i++) {
-        size_t k = hash_name(p->e[i].name, p->e[i].name_len) & (cap - 1);
+        size_t k = (size_t)qgp_fnv1a(p->e[i].name, p->e[i].name_len) & (cap - 1);
         while (h[k])
             k = (k + 1) & (cap - 1);
         h[k] = i + 1;

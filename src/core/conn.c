@@ -9,22 +9,6 @@
 
 #include "manager_private.h"
 
-double qgp_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void qgp_sleep(double seconds)
-{
-    if (seconds <= 0)
-        return;
-    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
 {
     if (!m->log_fn || level < m->cfg->log_level)
@@ -87,9 +71,7 @@ static qg_status connect_error(qg_manager *m, PGconn *pg, qg_error *err)
 {
     char why[400];
     snprintf(why, sizeof why, "%s", pg ? PQerrorMessage(pg) : "out of memory");
-    size_t n = strlen(why);
-    while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
-        why[--n] = '\0';
+    why[qg_trim_end(why, strlen(why), "\n ")] = '\0';
     qg_status s = m->role
         ? qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
                        "could not connect to the database at %s as role \"%s\": %s; the role "
@@ -149,7 +131,7 @@ qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
     c->pg = pg;
     c->m = m;
     c->pooler = pooler;
-    c->created_at = c->last_used = qgp_now();
+    c->created_at = c->last_used = qg_now();
     c->cancel = PQgetCancel(pg);
     PQsetNoticeProcessor(pg, notice_to_log, m);
     pthread_mutex_init(&c->cancel_lock, NULL);
@@ -242,7 +224,7 @@ bool qgp_conn_clean(qg_conn *c)
 static bool wait_result(PGconn *pg, double deadline)
 {
     while (PQisBusy(pg)) {
-        double left = deadline - qgp_now();
+        double left = deadline - qg_now();
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
@@ -261,7 +243,7 @@ bool qgp_conn_ping(qg_conn *c, double timeout_s)
         return false;
     if (!PQsendQuery(c->pg, ""))
         return false;
-    double deadline = qgp_now() + timeout_s;
+    double deadline = qg_now() + timeout_s;
     bool ok = true;
     PGresult *res;
     for (;;) {

@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "querygate/querygate.h"
 
 /* ---- buf.c (the buffer itself is public: querygate/buf.h) --------------- */
@@ -176,5 +177,11 @@ char *qgp_redact_conninfo(const char *conninfo);
 qg_status qgp_error_from_result(qg_error *err, const PGresult *res);
 /* True when res is an error that ended the session (severity FATAL or PANIC). */
 bool qgp_result_fatal(const PGresult *res);
+
+/* ---- util.c (qg_now and the rest are public: querygate/util.h) ---------- */
+
+void qgp_sleep(double seconds);
+/* 64-bit FNV-1a of n bytes: for hash tables, not for anything an attacker must not collide. */
+uint64_t qgp_fnv1a(const void *data, size_t n);
 
 #endif

@@ -1,4 +1,4 @@
-/* Error struct handling and the contract's SQLSTATE -> status mapping. */
+/* Error struct handling, the contract's table of statuses and its SQLSTATE -> status mapping. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,30 +6,54 @@
 
 #include "core_private.h"
 
+/*
+ * The contract's error table, by status; the HTTP layer adds only the codes no
+ * status has (unauthorized, not_found, ...). NOTE: Retry-After is 1 s where the
+ * cause is momentary (a busy pool, a draining instance: another instance or a
+ * moment later will do) and 2 s for db_unavailable, since the core already spent
+ * its retries with backoff before giving up. ok and config_error are never an
+ * answer (HTTP status 0).
+ */
+static const struct qg_status_info infos[] = {
+    [QG_OK] = {"ok", 0, 0},
+    [QG_ERR_INVALID_JSON] = {"invalid_json", 400, 0},
+    [QG_ERR_INVALID_REQUEST] = {"invalid_request", 400, 0},
+    [QG_ERR_MISSING_PARAMETER] = {"missing_parameter", 400, 0},
+    [QG_ERR_UNKNOWN_PARAMETER] = {"unknown_parameter", 400, 0},
+    [QG_ERR_MULTIPLE_STATEMENTS] = {"multiple_statements", 400, 0},
+    [QG_ERR_TRANSACTION_CONTROL] = {"transaction_control", 400, 0},
+    [QG_ERR_UNSUPPORTED_STATEMENT] = {"unsupported_statement", 400, 0},
+    [QG_ERR_SQL] = {"sql_error", 400, 0},
+    [QG_ERR_FORBIDDEN] = {"forbidden", 403, 0},
+    [QG_ERR_READ_ONLY] = {"read_only", 403, 0},
+    [QG_ERR_CONFLICT] = {"conflict", 409, 0},
+    [QG_ERR_RESULT_TOO_LARGE] = {"result_too_large", 422, 0},
+    [QG_ERR_POOL_TIMEOUT] = {"pool_timeout", 503, 1},
+    [QG_ERR_DB_UNAVAILABLE] = {"db_unavailable", 503, 2},
+    [QG_ERR_SHUTTING_DOWN] = {"shutting_down", 503, 1},
+    [QG_ERR_STATEMENT_TIMEOUT] = {"statement_timeout", 504, 0},
+    [QG_ERR_CONFIG] = {"config_error", 0, 0},
+    [QG_ERR_INTERNAL] = {"internal_error", 500, 0},
+};
+
+#define NINFOS (sizeof infos / sizeof infos[0])
+
+const struct qg_status_info *qg_status_info(qg_status s)
+{
+    return (size_t)s < NINFOS ? &infos[s] : &infos[QG_ERR_INTERNAL];
+}
+
+const struct qg_status_info *qg_status_info_by_code(const char *code)
+{
+    for (size_t i = 0; i < NINFOS; i++)
+        if (!strcmp(infos[i].code, code))
+            return &infos[i];
+    return NULL;
+}
+
 const char *qg_status_code(qg_status s)
 {
-    switch (s) {
-    case QG_OK: return "ok";
-    case QG_ERR_INVALID_JSON: return "invalid_json";
-    case QG_ERR_INVALID_REQUEST: return "invalid_request";
-    case QG_ERR_MISSING_PARAMETER: return "missing_parameter";
-    case QG_ERR_UNKNOWN_PARAMETER: return "unknown_parameter";
-    case QG_ERR_MULTIPLE_STATEMENTS: return "multiple_statements";
-    case QG_ERR_TRANSACTION_CONTROL: return "transaction_control";
-    case QG_ERR_UNSUPPORTED_STATEMENT: return "unsupported_statement";
-    case QG_ERR_SQL: return "sql_error";
-    case QG_ERR_FORBIDDEN: return "forbidden";
-    case QG_ERR_READ_ONLY: return "read_only";
-    case QG_ERR_CONFLICT: return "conflict";
-    case QG_ERR_RESULT_TOO_LARGE: return "result_too_large";
-    case QG_ERR_POOL_TIMEOUT: return "pool_timeout";
-    case QG_ERR_DB_UNAVAILABLE: return "db_unavailable";
-    case QG_ERR_SHUTTING_DOWN: return "shutting_down";
-    case QG_ERR_STATEMENT_TIMEOUT: return "statement_timeout";
-    case QG_ERR_CONFIG: return "config_error";
-    case QG_ERR_INTERNAL: return "internal_error";
-    }
-    return "internal_error";
+    return qg_status_info(s)->code;
 }
 
 void qg_error_clear(qg_error *err)
@@ -80,9 +104,7 @@ static void copy_field(char *dst, size_t size, const char *src)
     }
     snprintf(dst, size, "%s", src);
     /* libpq ends primary messages with a newline in some paths; bodies should not. */
-    size_t n = strlen(dst);
-    while (n && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
-        dst[--n] = '\0';
+    dst[qg_trim_end(dst, strlen(dst), "\n ")] = '\0';
 }
 
 bool qgp_result_fatal(const PGresult *res)

@@ -42,7 +42,7 @@ static enum asked ask(qg_manager *m, double deadline, char *why, size_t size)
     bool ok = false;
     for (;;) {
         while (PQisBusy(pg)) {
-            double left = deadline - qgp_now();
+            double left = deadline - qg_now();
             struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
             int r = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
             if (r == 0) {
@@ -71,7 +71,7 @@ static enum asked ask(qg_manager *m, double deadline, char *why, size_t size)
 
 static bool round_trip(qg_manager *m, char *why, size_t size)
 {
-    double deadline = qgp_now() + m->cfg->connect_timeout_s;
+    double deadline = qg_now() + m->cfg->connect_timeout_s;
     if (m->health_pg && PQstatus(m->health_pg) != CONNECTION_OK)
         close_health(m);
     bool kept = m->health_pg != NULL;
@@ -95,14 +95,12 @@ void qg_health_check(qg_manager *m, struct qg_health *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&m->health_pg_lock);
-    double t0 = qgp_now();
+    double t0 = qg_now();
     out->healthy = round_trip(m, out->error, sizeof out->error);
-    out->latency_ms = (qgp_now() - t0) * 1000.0;
+    out->latency_ms = (qg_now() - t0) * 1000.0;
     atomic_store(&m->health_open, m->health_pg && PQstatus(m->health_pg) == CONNECTION_OK);
     pthread_mutex_unlock(&m->health_pg_lock);
-    size_t n = strlen(out->error);
-    while (n && (out->error[n - 1] == '\n' || out->error[n - 1] == ' '))
-        out->error[--n] = '\0';
+    out->error[qg_trim_end(out->error, strlen(out->error), "\n ")] = '\0';
     pthread_mutex_lock(&m->lock);
     out->connection_count = m->checked_out + m->nidle;
     pthread_mutex_unlock(&m->lock);
@@ -112,7 +110,7 @@ void qg_health_cached(qg_manager *m, int max_age_ms, struct qg_health *out)
 {
     pthread_mutex_lock(&m->health_lock);
     for (;;) {
-        if (m->health_at > 0 && (qgp_now() - m->health_at) * 1000.0 < max_age_ms) {
+        if (m->health_at > 0 && (qg_now() - m->health_at) * 1000.0 < max_age_ms) {
             *out = m->health_cached;
             break;
         }
@@ -128,7 +126,7 @@ void qg_health_cached(qg_manager *m, int max_age_ms, struct qg_health *out)
         qg_health_check(m, out);
         pthread_mutex_lock(&m->health_lock);
         m->health_cached = *out;
-        m->health_at = qgp_now();
+        m->health_at = qg_now();
         m->health_running = false;
         pthread_cond_broadcast(&m->health_done);
         break;

@@ -47,11 +47,7 @@ static qg_status create(const struct qg_config *cfg, const char *role, qg_manage
     atomic_init(&m->retries, 0);
     atomic_init(&m->cancelled_running, false);
     pthread_mutex_init(&m->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->drained, &attr);
-    pthread_condattr_destroy(&attr);
+    qg_cond_init_monotonic(&m->drained);
     pthread_mutex_init(&m->health_lock, NULL);
     pthread_mutex_init(&m->health_pg_lock, NULL);
     pthread_cond_init(&m->health_done, NULL);
@@ -108,18 +104,9 @@ void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg)
 static bool wait_drained_locked(qg_manager *m, double deadline)
 {
     while (m->checked_out > 0) {
-        double left = deadline - qgp_now();
-        if (left <= 0)
+        if (qg_now() >= deadline)
             return false;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double whole = (double)(time_t)left;
-        ts.tv_sec += (time_t)left;
-        ts.tv_nsec += (long)((left - whole) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = qg_timespec(deadline);
         pthread_cond_timedwait(&m->drained, &m->lock, &ts);
     }
     return true;
@@ -140,12 +127,12 @@ void qg_manager_shutdown(qg_manager *m, double grace_s)
         pthread_cond_signal(&w->cv);
     }
     m->wait_head = m->wait_tail = NULL;
-    if (!wait_drained_locked(m, qgp_now() + grace_s)) {
+    if (!wait_drained_locked(m, qg_now() + grace_s)) {
         /* Past the grace period: cancel what still runs, so it rolls back and returns. */
         atomic_store(&m->cancelled_running, true);
         for (qg_conn *c = m->all; c; c = c->next_all)
             qg_conn_cancel(c);
-        wait_drained_locked(m, qgp_now() + 5.0);
+        wait_drained_locked(m, qg_now() + 5.0);
     }
     pthread_mutex_unlock(&m->lock);
     qgp_pool_close_all(m);

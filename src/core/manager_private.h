@@ -133,8 +133,6 @@ struct qg_manager {
     atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
 
-double qgp_now(void);                      /* monotonic seconds */
-void qgp_sleep(double seconds);
 void qgp_backoff_sleep(double base_s, int attempt); /* retry.c */
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...) QG_PRINTF(3, 4);
 

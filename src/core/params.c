@@ -192,14 +192,6 @@ static bool add_span(struct parser *P, size_t in_off)
     return true;
 }
 
-static uint32_t hash_bytes(const unsigned char *s, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 16777619u;
-    return h;
-}
-
 static bool name_eq(const struct parser *P, size_t idx, const unsigned char *name, size_t len)
 {
     const struct name_ref *r = &P->names[idx];
@@ -216,7 +208,7 @@ static bool rehash(struct parser *P)
     if (!h)
         return false;
     for (size_t i = 0; i < P->nnames; i++) {
-        size_t k = hash_bytes(P->s + P->names[i].off, P->names[i].len) & (cap - 1);
+        size_t k = (size_t)qgp_fnv1a(P->s + P->names[i].off, P->names[i].len) & (cap - 1);
         while (h[k])
             k = (k + 1) & (cap - 1);
         h[k] = (uint32_t)i + 1;
@@ -233,7 +225,7 @@ static long intern(struct parser *P, size_t off, size_t len)
     const unsigned char *name = P->s + off;
     size_t slot = 0;
     if (P->hash) {
-        slot = hash_bytes(name, len) & (P->hash_cap - 1);
+        slot = (size_t)qgp_fnv1a(name, len) & (P->hash_cap - 1);
         for (; P->hash[slot]; slot = (slot + 1) & (P->hash_cap - 1))
             if (name_eq(P, P->hash[slot] - 1, name, len))
                 return (long)P->hash[slot] - 1;

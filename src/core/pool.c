@@ -41,18 +41,6 @@ static void release_slot_locked(qg_manager *m)
     }
 }
 
-static void deadline_ts(double seconds, struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = (double)(time_t)seconds;
-    ts->tv_sec += (time_t)seconds;
-    ts->tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void remove_waiter_locked(qg_manager *m, struct qgp_waiter *w)
 {
     struct qgp_waiter **p = &m->wait_head;
@@ -76,11 +64,7 @@ static qg_status wait_locked(qg_manager *m, qg_conn **conn, bool *may_open, qg_e
 {
     struct qgp_waiter w;
     memset(&w, 0, sizeof w);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cv, &attr);
-    pthread_condattr_destroy(&attr);
+    qg_cond_init_monotonic(&w.cv);
     if (m->wait_tail)
         m->wait_tail->next = &w;
     else
@@ -88,8 +72,7 @@ static qg_status wait_locked(qg_manager *m, qg_conn **conn, bool *may_open, qg_e
     m->wait_tail = &w;
     m->waiting++;
 
-    struct timespec until;
-    deadline_ts(m->cfg->pool_timeout_s, &until);
+    struct timespec until = qg_timespec(qg_now() + m->cfg->pool_timeout_s);
     int rc = 0;
     while (!w.conn && !w.may_open && !w.cancelled && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&w.cv, &m->lock, &until);
@@ -172,7 +155,7 @@ static qg_status open_new(qg_manager *m, qg_conn **out, qg_error *err)
 /* Recycle and pre-ping: replace an old or dead connection before the caller sees it. */
 static bool usable(qg_manager *m, qg_conn *c)
 {
-    double now = qgp_now();
+    double now = qg_now();
     if (m->cfg->pool_recycle_s >= 0 && now - c->created_at > m->cfg->pool_recycle_s)
         return false;
     if (!qgp_conn_alive(c))
@@ -206,7 +189,7 @@ qg_status qg_checkout(qg_manager *m, qg_conn **out, qg_error *err)
 /* Puts c back (or hands it to the first waiter); closes it when over size. */
 static void give_back(qg_manager *m, qg_conn *c)
 {
-    c->last_used = qgp_now();
+    c->last_used = qg_now();
     pthread_mutex_lock(&m->lock);
     m->checked_out--;
     if (m->wait_head && !m->shutting_down) {

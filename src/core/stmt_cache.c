@@ -5,16 +5,6 @@
 
 #include "manager_private.h"
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static void entry_free(struct qgp_stmt *e)
 {
     free(e->sql);
@@ -59,7 +49,7 @@ qg_status qgp_stmt_lookup(struct qgp_stmt_cache *sc, const char *sql, size_t len
                           struct qgp_stmt **out, char *evicted, qg_error *err)
 {
     evicted[0] = '\0';
-    uint64_t h = fnv1a(sql, len);
+    uint64_t h = qgp_fnv1a(sql, len);
     sc->tick++;
     for (int i = 0; i < sc->n; i++) {
         struct qgp_stmt *e = &sc->e[i];

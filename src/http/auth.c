@@ -9,7 +9,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "sha256.h"
 
 #define MIN_KEY_LEN 16
 
@@ -423,16 +425,12 @@ static enum qgh_auth_result bearer_token(const char *v, const char **tok, size_t
 {
     if (!v)
         return QGH_AUTH_MISSING;
-    while (*v == ' ' || *v == '\t')
-        v++;
+    v += strspn(v, " \t");
     if (strncasecmp(v, "Bearer", 6) || (v[6] && v[6] != ' ' && v[6] != '\t'))
         return QGH_AUTH_MISSING; /* another scheme: no Bearer credentials */
     v += 6;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
+    v += strspn(v, " \t");
+    size_t n = qg_trim_end(v, strlen(v), " \t");
     if (!is_token(v, n))
         return QGH_AUTH_MALFORMED;
     *tok = v;

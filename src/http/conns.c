@@ -5,7 +5,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "http.h"
+#include "conns.h"
+#include "log.h"
 
 struct qgh_conn {
     struct qgh_conn *prev, *next;
@@ -29,7 +30,7 @@ struct qgh_conns {
 
 static long long now_ms(void)
 {
-    return (long long)(qgh_now() * 1000.0);
+    return (long long)(qg_now() * 1000.0);
 }
 
 /*
@@ -45,11 +46,7 @@ static void *sweep(void *arg)
     long long period = g->timeout_ms / 8 < 250 ? g->timeout_ms / 8 : 250;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long long ns = ts.tv_nsec + (period > 10 ? period : 10) * 1000000LL;
-        ts.tv_sec += (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
+        struct timespec ts = qg_timespec(qg_now() + (double)(period > 10 ? period : 10) / 1000.0);
         pthread_cond_timedwait(&g->wake, &g->lock, &ts);
         long long now = now_ms();
         int cut = 0;
@@ -80,7 +77,7 @@ qg_status qgh_conns_new(int max_connections, int timeout_s, qgh_conns **out, qg_
     g->max = max_connections > 0 ? max_connections : 1;
     g->timeout_ms = (timeout_s > 0 ? timeout_s : 1) * 1000LL;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->wake, NULL);
+    qg_cond_init_monotonic(&g->wake);
     if (pthread_create(&g->sweeper, NULL, sweep, g)) {
         pthread_cond_destroy(&g->wake);
         pthread_mutex_destroy(&g->lock);
@@ -117,7 +114,7 @@ bool qgh_conns_admit(qgh_conns *g)
     if (!ok) {
         g->refused++;
         /* At most one line every 10 s: a flood must not flood the log too. */
-        double now = qgh_now();
+        double now = qg_now();
         if (now - g->refused_logged >= 10.0) {
             qgh_log(QG_LOG_WARN,
                     "refused %lld connection(s): %d open, the limit (HTTP_MAX_CONNECTIONS)",

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "cors.h"
+#include "reply.h"
+#include "router.h"
 
 #define MAX_ORIGINS 64
 
@@ -45,8 +47,7 @@ static qg_status parse_headers(const char *spec, char out[QGH_CORS_HEADERS_MAX],
     for (const char *p = spec ? spec : QG_CORS_ALLOW_HEADERS_DEFAULT;;) {
         p += strspn(p, " \t");
         size_t n = strcspn(p, ",");
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
+        n = qg_trim_end(p, n, " \t");
         if (!is_header_name(p, n))
             return qg_error_set(err, QG_ERR_CONFIG,
                                 "CORS_ALLOW_HEADERS: \"%.*s\" is not a header name; give a comma "
@@ -115,19 +116,15 @@ qg_status qgh_cors_new(const char *spec, const char *headers, qgh_cors **out, qg
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
     memcpy(c->headers, list, sizeof list);
     const char *p = spec;
-    while (*p == ' ' || *p == '\t')
-        p++;
+    p += strspn(p, " \t");
     if (!strcmp(p, "*") || (*p == '*' && strspn(p + 1, " \t") == strlen(p + 1))) {
         c->any = true;
         *out = c;
         return QG_OK;
     }
     for (;;) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        size_t n = strcspn(p, ",");
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
+        p += strspn(p, " \t");
+        size_t n = qg_trim_end(p, strcspn(p, ","), " \t");
         qg_status st = n ? add_origin(c, p, n, err)
                          : qg_error_set(err, QG_ERR_CONFIG,
                                         "CORS_ALLOW_ORIGINS: an empty entry; give a comma "
@@ -179,9 +176,7 @@ static void allow_headers(const qgh_cors *c, const char *requested, char *out, s
     for (const char *p = requested; *p;) {
         p += strspn(p, " \t,");
         size_t n = strcspn(p, ",");
-        size_t k = n;
-        while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
-            k--;
+        size_t k = qg_trim_end(p, n, " \t");
         if (k && !header_allowed(c, p, k))
             return;
         p += n;

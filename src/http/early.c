@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "http.h"
+#include "cors.h"
+#include "early.h"
+#include "reply.h"
 
 /*
  * NOTE: libmicrohttpd 0.9.75 queues an answer only before the body or after

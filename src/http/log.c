@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "http.h"
+#include "log.h"
 
 static enum qg_log_format log_format = QG_LOG_TEXT;
 static enum qg_log_level log_level = QG_LOG_INFO;

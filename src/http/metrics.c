@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "handler.h"
+#include "metrics.h"
+#include "reply.h"
+#include "routes.h"
 
 #ifndef QG_VERSION
 #define QG_VERSION "unknown"

@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "probe.h"
 
 struct probe_io {
     int fd;
@@ -22,7 +22,7 @@ struct probe_io {
 static bool wait_fd(const struct probe_io *io, short events)
 {
     for (;;) {
-        double left = io->deadline - qgh_now();
+        double left = io->deadline - qg_now();
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = io->fd, .events = events};
@@ -236,7 +236,7 @@ int qgh_probe(const struct qg_config *cfg, double timeout_s, FILE *out)
     char host[256], why[512] = "";
     probe_host(cfg->host, host, sizeof host);
     bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
-    struct probe_io io = {.fd = -1, .tls = NULL, .deadline = qgh_now() + timeout_s};
+    struct probe_io io = {.fd = -1, .tls = NULL, .deadline = qg_now() + timeout_s};
     gnutls_certificate_credentials_t cred = NULL;
     bool ok = cfg->port > 0;
     if (!ok)

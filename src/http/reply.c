@@ -1,60 +1,32 @@
-/* Replies: the contract's error codes mapped to HTTP statuses, and JSON error bodies. */
+/* Replies: the contract's error codes mapped to HTTP statuses, JSON error bodies, and If-None-Match. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "auth.h"
+#include "log.h"
+#include "reply.h"
 
-/*
- * The contract's error table. NOTE: Retry-After is 1 s where the cause is
- * momentary (a busy pool, a draining instance: another instance or a moment
- * later will do) and 2 s for db_unavailable, since the core already spent its
- * retries with backoff before giving up.
- */
-static const struct {
-    const char *code;
-    int status;
-    int retry_after;
-} codes[] = {
-    {"invalid_json", 400, 0},
-    {"invalid_request", 400, 0},
-    {"missing_parameter", 400, 0},
-    {"unknown_parameter", 400, 0},
-    {"multiple_statements", 400, 0},
-    {"transaction_control", 400, 0},
-    {"unsupported_statement", 400, 0},
-    {"sql_error", 400, 0},
+/* The error codes of the contract that no qg_status has (the rest: qg_status_info). */
+static const struct qg_status_info http_codes[] = {
     {"unauthorized", 401, 0},
-    {"forbidden", 403, 0},
-    {"read_only", 403, 0},
     {"not_found", 404, 0},
     {"method_not_allowed", 405, 0},
-    {"conflict", 409, 0},
     {"payload_too_large", 413, 0},
     {"header_too_large", 431, 0},
     {"unsupported_media_type", 415, 0},
-    {"result_too_large", 422, 0},
-    {"pool_timeout", 503, 1},
-    {"db_unavailable", 503, 2},
-    {"shutting_down", 503, 1},
-    {"statement_timeout", 504, 0},
     {"client_closed_request", 499, 0}, /* nginx's: for the log and metrics */
-    {"internal_error", 500, 0},
 };
 
-static int code_index(const char *code)
+/* The row of code; internal_error's for a code that is no answer of the contract. */
+static const struct qg_status_info *code_info(const char *code)
 {
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (!strcmp(codes[i].code, code))
-            return (int)i;
-    return -1;
-}
-
-int qgh_code_status(const char *code)
-{
-    int i = code_index(code);
-    return i < 0 ? 500 : codes[i].status;
+    for (size_t i = 0; i < sizeof http_codes / sizeof http_codes[0]; i++)
+        if (!strcmp(http_codes[i].code, code))
+            return &http_codes[i];
+    const struct qg_status_info *info = qg_status_info_by_code(code);
+    return info && info->http_status ? info : qg_status_info(QG_ERR_INTERNAL);
 }
 
 void qgh_reply_reset(struct qgh_reply *r)
@@ -83,15 +55,13 @@ void qgh_reply_json(struct qgh_reply *r, int status, qg_buf *b)
 /* Sets status, code and headers of an error; body built by the caller. */
 static void set_error(struct qgh_reply *r, const char *code)
 {
-    int i = code_index(code);
-    if (i < 0)
-        i = code_index("internal_error");
+    const struct qg_status_info *info = code_info(code);
     free(r->body);
     r->body = NULL;
     r->len = 0;
-    r->code = codes[i].code;
-    r->status = codes[i].status;
-    r->retry_after = codes[i].retry_after;
+    r->code = info->code;
+    r->status = info->http_status;
+    r->retry_after = info->retry_after;
     r->content_type = "application/json";
 }
 
@@ -196,4 +166,42 @@ void qgh_reply_fail(struct qgh_reply *r, const char *code, const char *fmt, ...)
     qg_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", r->code);
     qg_buf_json_string(&b, r->message, strlen(r->message));
     finish(r, &b);
+}
+
+/* Whether an If-None-Match list ("*", or entity tags, weak or not) names etag (weak comparison). */
+static bool etag_listed(const char *list, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *p = list; *p;) {
+        p += strspn(p, " \t,");
+        if (*p == '*')
+            return true;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        if (*p != '"')
+            return false;
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return false;
+        if ((size_t)(end + 1 - p) == n && !memcmp(p, etag, n))
+            return true;
+        p = end + 1;
+    }
+    return false;
+}
+
+/*
+ * NOTE: libmicrohttpd 0.9.75 adds "Content-Length: 0" to the 304 whatever we
+ * do (RFC 9110 would have none, or the 200's); caches ignore a 304's
+ * Content-Length (RFC 9111 3.2), and clients read no body after a 304.
+ */
+void qgh_reply_conditional(struct qgh_reply *r, const char *if_none_match)
+{
+    if (!r->etag || r->status != 200 || !if_none_match || !etag_listed(if_none_match, r->etag))
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+    r->status = 304;
+    r->content_type = NULL;
 }

@@ -1,10 +1,11 @@
 /* X-Request-Id: the caller's when it is sane, else 16 random hex digits. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "http.h"
+#include "reqid.h"
 
 /* A per-thread xorshift64* generator: ids need to be unique, not secret. */
 static _Thread_local uint64_t prng_state;

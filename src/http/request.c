@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "request.h"
 
 /* The JSON type name a caller would recognise, for "expected X, got Y". */
 static const char *type_name(const json_t *v)

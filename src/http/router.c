@@ -2,7 +2,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "auth.h"
+#include "cors.h"
+#include "reply.h"
+#include "router.h"
+#include "routes.h"
 
 /*
  * Every endpoint of the contract. GET routes answer HEAD too. QGH_WORKER
@@ -50,9 +54,7 @@ static const char *allow_header(const struct qgh_route *r)
 
 static const char *skip_ws(const char *p)
 {
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
+    return p + strspn(p, " \t");
 }
 
 /* application/json, optionally with charset=utf-8 (any case, optionally quoted). */
@@ -153,20 +155,6 @@ static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
     memset(who, 0, sizeof *who);
     rep->close = h->content_length > 0 || !strcmp(h->method, "POST");
     return false;
-}
-
-qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
-                          qg_manager **out, qg_error *err)
-{
-    *out = ctx->m;
-    if (!call->who || !call->who->role[0])
-        return QG_OK;
-    return qg_manager_for_role(ctx->m, call->who->role, out, err);
-}
-
-uint64_t qgh_caller(const struct qgh_call *call)
-{
-    return call->who ? call->who->caller : 0;
 }
 
 const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endpoint,

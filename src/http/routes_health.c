@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http.h"
+#include "auth.h"
+#include "handler.h"
+#include "reply.h"
+#include "routes.h"
 
 /* JSON has no NaN or Infinity. */
 static double json_finite(double v)
@@ -11,7 +14,8 @@ static double json_finite(double v)
     return isfinite(v) ? v : -1;
 }
 
-void qgh_pool_json(const struct qgh_ctx *ctx, qg_buf *out)
+/* Appends the /pool object. */
+static void pool_json(const struct qgh_ctx *ctx, qg_buf *out)
 {
     struct qg_pool_stats ps;
     memset(&ps, 0, sizeof ps);
@@ -54,7 +58,7 @@ static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
     qg_buf_printf(&b, "{\"status\":\"healthy\",\"connection_count\":%d,\"latency_ms\":%.3f,"
                        "\"pool\":",
                    h->connection_count, json_finite(h->latency_ms));
-    qgh_pool_json(ctx, &b);
+    pool_json(ctx, &b);
     qg_buf_puts(&b, "}");
     qgh_reply_json(call->reply, 200, &b);
 }
@@ -92,6 +96,6 @@ void qgh_route_pool(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
     qg_buf b;
     qg_buf_init(&b);
-    qgh_pool_json(ctx, &b);
+    pool_json(ctx, &b);
     qgh_reply_json(call->reply, 200, &b);
 }

@@ -2,7 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "cancel.h"
+#include "handler.h"
+#include "reply.h"
+#include "request.h"
+#include "routes.h"
 
 /* What one transaction attempt produced; reset at the start of each attempt. */
 struct run {

@@ -2,7 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "cancel.h"
+#include "handler.h"
+#include "reply.h"
+#include "request.h"
+#include "routes.h"
 
 struct tx_run {
     const struct qgh_tx_body *tx;

@@ -15,7 +15,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "auth.h"
+#include "cancel.h"
+#include "conns.h"
+#include "cors.h"
+#include "early.h"
+#include "handler.h"
+#include "log.h"
+#include "metrics.h"
+#include "reply.h"
+#include "reqid.h"
+#include "router.h"
+#include "server.h"
+#include "trace.h"
+#include "watch.h"
+#include "workers.h"
 
 /*
  * Per connection, for the request line and headers, and the read buffer for
@@ -90,7 +104,7 @@ static void count_and_log(qg_server *s, struct request *r)
 {
     struct qgh_reply *rep = &r->reply;
     r->state = REQ_SENT;
-    double secs = qgh_now() - r->start;
+    double secs = qg_now() - r->start;
     qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
     if (r->queued_at > 0)
         qgh_metrics_queue_wait(s->ctx.metrics, r->wait_s);
@@ -160,7 +174,7 @@ static void job_run(struct qgh_job *job)
 {
     struct request *r = (struct request *)job;
     qg_server *s = r->srv;
-    r->wait_s = qgh_now() - r->queued_at;
+    r->wait_s = qg_now() - r->queued_at;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? (int)ci->connect_fd : -1;
@@ -196,7 +210,7 @@ static void job_run(struct qgh_job *job)
 static void job_expire(struct qgh_job *job, qg_status why)
 {
     struct request *r = (struct request *)job;
-    r->wait_s = qgh_now() - r->queued_at;
+    r->wait_s = qg_now() - r->queued_at;
     if (why == QG_ERR_POOL_TIMEOUT)
         qgh_reply_fail(&r->reply, "pool_timeout",
                        "no database worker became free within %g s (DB_POOL_TIMEOUT); "
@@ -242,7 +256,7 @@ static enum MHD_Result run(qg_server *s, struct request *r)
     echo_body(s, r);
     /* NOTE: suspend before submitting, so a fast worker's resume cannot come first. */
     r->state = REQ_QUEUED;
-    r->queued_at = qgh_now();
+    r->queued_at = qg_now();
     r->job.run = job_run;
     r->job.expire = job_expire;
     r->job.pool = queue_pool(s, r);
@@ -345,7 +359,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     qgh_cancel_init(&r->cancel);
     r->srv = s;
     r->conn = c;
-    r->start = qgh_now();
+    r->start = qg_now();
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
     qgh_request_id(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
@@ -468,9 +482,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     (void)cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
+    msg[qg_trim_end(msg, strlen(msg), "\n ")] = '\0';
     if (closing_on_purpose && strstr(msg, "Application reported internal error")) {
         closing_on_purpose = false;
         qgh_log(QG_LOG_DEBUG, "http: connection closed after an early answer");
@@ -704,8 +716,8 @@ void qg_server_unready(qg_server *s)
 /* Lets resumed connections send their answers before the daemon closes them. */
 static void wait_requests(qg_server *s, double timeout_s)
 {
-    double end = qgh_now() + timeout_s;
-    while (atomic_load(&s->open_requests) > 0 && qgh_now() < end) {
+    double end = qg_now() + timeout_s;
+    while (atomic_load(&s->open_requests) > 0 && qg_now() < end) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -1,7 +1,7 @@
 /* W3C Trace Context: the trace id of a traceparent header, so that a request's log line joins its trace. */
 #include <string.h>
 
-#include "http.h"
+#include "trace.h"
 
 /* n lowercase hex digits (the format allows no capitals), not all of them zero when nonzero is set. */
 static bool hex_field(const char *s, size_t n, bool nonzero)

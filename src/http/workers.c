@@ -6,9 +6,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "http.h"
+#include "workers.h"
 
 struct qgh_workers {
     pthread_mutex_t mu;
@@ -25,25 +24,6 @@ struct qgh_workers {
     pthread_t expirer_thread;
     bool expirer_started;
 };
-
-double qgh_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timespec abs_time(double t)
-{
-    struct timespec ts;
-    if (t < 0)
-        t = 0;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L)
-        ts.tv_nsec = 999999999L;
-    return ts;
-}
 
 /* Takes the head of the queue; called with mu held. */
 static struct qgh_job *pop(qgh_workers *w)
@@ -102,8 +82,8 @@ static void *expirer_main(void *arg)
             continue;
         }
         double deadline = w->head->deadline;
-        if (qgh_now() < deadline) {
-            struct timespec ts = abs_time(deadline);
+        if (qg_now() < deadline) {
+            struct timespec ts = qg_timespec(deadline);
             pthread_cond_timedwait(&w->expirer, &w->mu, &ts);
             continue;
         }
@@ -120,14 +100,10 @@ static void *expirer_main(void *arg)
 
 static void init_sync(qgh_workers *w)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->work, &ca);
-    pthread_cond_init(&w->expirer, &ca);
-    pthread_cond_init(&w->idle, &ca);
-    pthread_condattr_destroy(&ca);
+    qg_cond_init_monotonic(&w->work);
+    qg_cond_init_monotonic(&w->expirer);
+    qg_cond_init_monotonic(&w->idle);
 }
 
 qg_status qgh_workers_new(int nthreads, double timeout_s, qgh_workers **out, qg_error *err)
@@ -174,7 +150,7 @@ bool qgh_workers_submit(qgh_workers *w, struct qgh_job *job)
         return false;
     }
     job->next = NULL;
-    job->deadline = qgh_now() + w->timeout_s;
+    job->deadline = qg_now() + w->timeout_s;
     if (w->tail)
         w->tail->next = job;
     else
@@ -190,10 +166,10 @@ bool qgh_workers_submit(qgh_workers *w, struct qgh_job *job)
 
 bool qgh_workers_wait_idle(qgh_workers *w, double timeout_s)
 {
-    double end = qgh_now() + (timeout_s > 0 ? timeout_s : 0);
+    double end = qg_now() + (timeout_s > 0 ? timeout_s : 0);
     pthread_mutex_lock(&w->mu);
-    while ((w->queued || w->running) && qgh_now() < end) {
-        struct timespec ts = abs_time(end);
+    while ((w->queued || w->running) && qg_now() < end) {
+        struct timespec ts = qg_timespec(end);
         pthread_cond_timedwait(&w->idle, &w->mu, &ts);
     }
     bool idle = !w->queued && !w->running;

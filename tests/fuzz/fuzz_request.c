@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "request.h"
 #include "fuzz.h"
 
 /* A failure is a request error with a message; never a crash, never "internal". */

@@ -218,9 +218,11 @@ def test_error_codes_documented(state):
     spec, _ = state
     enum = set(spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
                ["code"]["enum"])
-    reply_c = open(os.path.join(source_dir(), "src", "http", "reply.c")).read()
-    codes = set(re.findall(r'\{"([a-z_]+)", \d{3}, \d\}', reply_c))
-    check(codes and codes == enum, "reply.c %s vs spec %s" % (codes ^ enum, enum))
+    # The codes with an HTTP status: the core's table (error.c) and the HTTP-only ones (reply.c).
+    tables = "".join(open(os.path.join(source_dir(), "src", *p)).read()
+                     for p in (("core", "error.c"), ("http", "reply.c")))
+    codes = set(re.findall(r'\{"([a-z_]+)", [1-9]\d\d, \d\}', tables))
+    check(codes and codes == enum, "error.c and reply.c %s vs spec %s" % (codes ^ enum, enum))
 
 
 def test_openapi_json_is_the_yaml(state):

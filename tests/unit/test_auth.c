@@ -3,7 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "auth.h"
+#include "sha256.h"
 #include "qgtest.h"
 
 static void hex(const unsigned char *d, char out[65])

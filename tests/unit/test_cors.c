@@ -1,5 +1,7 @@
 /* CORS_ALLOW_ORIGINS and CORS_ALLOW_HEADERS parsing, origin matching, preflight answers and response headers (src/http/cors.c). */
-#include "http.h"
+#include "cors.h"
+#include "reply.h"
+#include "router.h"
 #include "qgtest.h"
 
 struct headers {

@@ -36,6 +36,26 @@ static void first_error_kept(void)
     CHECK_STR(qg_status_code((qg_status)999), "internal_error");
 }
 
+/* One row per status, each code once; only ok and config_error are never answered. */
+static void status_table(void)
+{
+    for (int s = QG_OK; s <= QG_ERR_INTERNAL; s++) {
+        const struct qg_status_info *info = qg_status_info((qg_status)s);
+        CHECK(info->code != NULL);
+        CHECK(qg_status_info_by_code(info->code) == info);
+        CHECK_INT(info->http_status == 0, s == QG_OK || s == QG_ERR_CONFIG);
+    }
+    CHECK_INT(qg_status_info(QG_ERR_INVALID_JSON)->http_status, 400);
+    CHECK_INT(qg_status_info(QG_ERR_RESULT_TOO_LARGE)->http_status, 422);
+    CHECK_INT(qg_status_info(QG_ERR_STATEMENT_TIMEOUT)->http_status, 504);
+    CHECK_INT(qg_status_info(QG_ERR_POOL_TIMEOUT)->http_status, 503);
+    CHECK_INT(qg_status_info(QG_ERR_POOL_TIMEOUT)->retry_after, 1);
+    CHECK_INT(qg_status_info(QG_ERR_DB_UNAVAILABLE)->retry_after, 2);
+    CHECK_INT(qg_status_info(QG_ERR_SQL)->retry_after, 0);
+    CHECK_STR(qg_status_info((qg_status)999)->code, "internal_error");
+    CHECK(qg_status_info_by_code("not_found") == NULL);
+}
+
 static void json_strings(void)
 {
     qg_buf b;
@@ -83,6 +103,7 @@ int main(void)
 {
     RUN(sqlstate_mapping);
     RUN(first_error_kept);
+    RUN(status_table);
     RUN(json_strings);
     return qgt_done();
 }

@@ -1,5 +1,5 @@
 /* traceparent validation (src/http/trace.c), cases from the W3C Trace Context spec and its test suite. */
-#include "http.h"
+#include "trace.h"
 #include "qgtest.h"
 
 #define TID "4bf92f3577b34da6a3ce929d0e0e4736"

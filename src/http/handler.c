@@ -1,0 +1,17 @@
+/* The helpers every handler uses: which pool runs a request, and who asks. */
+#include "auth.h"
+#include "handler.h"
+
+qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
+                          qg_manager **out, qg_error *err)
+{
+    *out = ctx->m;
+    if (!call->who || !call->who->role[0])
+        return QG_OK;
+    return qg_manager_for_role(ctx->m, call->who->role, out, err);
+}
+
+uint64_t qgh_caller(const struct qgh_call *call)
+{
+    return call->who ? call->who->caller : 0;
+}

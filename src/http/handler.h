@@ -1,0 +1,43 @@
+/* handler.c: what a route handler gets (qgh_ctx, qgh_call) and the helpers every handler uses. */
+#ifndef QGH_HANDLER_H
+#define QGH_HANDLER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "querygate/querygate.h"
+
+struct qgh_auth;
+struct qgh_cancel;
+struct qgh_metrics;
+struct qgh_principal;
+struct qgh_reply;
+
+/* What a handler may use. */
+struct qgh_ctx {
+    const struct qg_config *cfg;
+    qg_manager *m;
+    struct qgh_metrics *metrics;
+    struct qgh_auth *auth;
+    const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
+};
+
+/* One request as a handler sees it. */
+struct qgh_call {
+    const char *body;   /* NUL-terminated; len bytes (may contain NULs) */
+    size_t len;
+    const char *request_id;
+    const struct qgh_principal *who; /* what its API key allows */
+    struct qgh_reply *reply;
+    struct qgh_cancel *cancel; /* for qgh_exec; NULL for handlers run inline */
+};
+
+typedef void (*qgh_handler)(const struct qgh_ctx *ctx, struct qgh_call *call);
+
+/* The pool a request's statements run on: the key's role's, else ctx->m. */
+qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
+                          qg_manager **out, qg_error *err) QG_MUSTCHECK;
+/* Who asks, for qg_tx_options.caller: callers never share prepared statements. */
+uint64_t qgh_caller(const struct qgh_call *call);
+
+#endif

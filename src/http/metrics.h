@@ -1,0 +1,19 @@
+/* metrics.c: request counters and their Prometheus exposition (GET /metrics is in routes.h). */
+#ifndef QGH_METRICS_H
+#define QGH_METRICS_H
+
+#include <stddef.h>
+#include "querygate/querygate.h"
+
+typedef struct qgh_metrics qgh_metrics;
+/* names: one endpoint label per index (borrowed, static); one more slot "other". */
+qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
+void qgh_metrics_free(qgh_metrics *mt);
+void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
+                       const char *sqlstate);
+/* A worker route's wait in the worker queue (the access log's pool wait). */
+void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
+/* The Prometheus text exposition (format 0.0.4) into out. */
+void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
+
+#endif
