@@ -303,8 +303,10 @@ def test_health_ready_probe_storm_costs_one_check_per_interval(_):
     print("   %d probes in %.1fs cost %d transactions" % (len(answers), secs, xacts))
     check(len(answers) >= 300 and set(answers) == {200}, "probes: %d, statuses %r" %
           (len(answers), set(answers)))
-    # One check per started second, plus the connection's startup, plus slack of one.
-    check(1 <= xacts <= int(secs) + 3, "%d transactions for %d probes" % (xacts, len(answers)))
+    # One check per started second, plus the connection's startup, plus slack: an
+    # autovacuum worker visiting the new database counts there too (seen: 2 more). Without
+    # the cache it would be one a probe, hundreds.
+    check(1 <= xacts <= int(secs) + 6, "%d transactions for %d probes" % (xacts, len(answers)))
 
 
 if __name__ == "__main__":
