@@ -1,0 +1,52 @@
+/*
+ * A whole transaction of statements, run on an event loop without blocking it:
+ * the HTTP server's way in. It keeps every rule of qg_transaction (pool wait
+ * and timeout, BEGIN with the first statement, retries of what may be retried,
+ * no write run twice, the unknown outcome, the session reset) and runs the
+ * statements as qg_exec_many would, with opt.last set.
+ */
+#ifndef QUERYGATE_RUN_H
+#define QUERYGATE_RUN_H
+
+#include <stddef.h>
+#include "querygate/loop.h"
+#include "querygate/manager.h"
+
+typedef struct qg_run qg_run;
+
+struct qg_run_spec {
+    size_t n;                        /* statements, at least 1 */
+    const char *const *sql;          /* n texts; borrowed until done returns */
+    const qg_params *const *params;  /* n parameter sets (entries may be NULL), or NULL */
+    struct qg_tx_options tx;
+    bool numbers_as_strings;         /* int8 and numeric as JSON strings */
+};
+
+/*
+ * The end of a run, on the loop's thread. On QG_OK results[0..n-1] hold each
+ * statement's result; they are borrowed: freed when done returns (take one by
+ * setting its entry to NULL; free it with qg_result_free). On failure results
+ * is NULL and err says why (err->statement_index names the statement).
+ */
+typedef void (*qg_run_done)(void *arg, qg_status s, qg_result **results, const qg_error *err);
+
+/*
+ * Starts spec on loop l (the calling thread's loop), on m's pool. done(arg, ...)
+ * is called exactly once, later, on l's thread, never from inside this call;
+ * after it the run is freed. spec's arrays are copied; the strings and params
+ * they point to are borrowed until done. Returns false only when out of memory
+ * (done is then not called).
+ */
+bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_run_done done,
+                  void *arg, qg_run **out);
+
+/*
+ * The caller left: the run stops as soon as it can. A statement running is
+ * cancelled on the server, a run waiting for a connection or a retry stops
+ * waiting; done then reports QG_ERR_STATEMENT_TIMEOUT with err->cancelled set
+ * (a write whose COMMIT was already sent keeps its own answer). On l's thread,
+ * before done was called.
+ */
+void qg_run_cancel(qg_run *r);
+
+#endif
