@@ -30,7 +30,7 @@ enum {
 typedef void (*qg_loop_fn)(void *arg);
 typedef void (*qg_loop_io_fn)(void *arg, unsigned events);
 
-/* A loop; free with qg_loop_free (not while it runs). */
+/* A loop; free with qg_loop_free (not while it runs; its ios and timers first). */
 qg_status qg_loop_new(qg_loop **out, qg_error *err) QG_MUSTCHECK;
 void qg_loop_free(qg_loop *l);
 
