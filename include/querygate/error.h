@@ -47,6 +47,7 @@ typedef struct qg_error {
     int position;          /* 1-based character in the caller's SQL; 0 if none */
     int statement_index;   /* which statement of a batch/transaction; -1 if none */
     bool outcome_unknown;  /* a write may or may not have been applied */
+    bool cancelled;        /* the caller cancelled it (qg_run_cancel) */
     char message[512];
     char detail[512];
     char hint[256];
