@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "manager_private.h"
+#include "trip.h"
 
 static const char *isolation_sql(enum qg_isolation iso)
 {
@@ -17,11 +17,10 @@ static const char *isolation_sql(enum qg_isolation iso)
 
 /*
  * BEGIN is not sent here: it travels with the first statement (exec.c), so a
- * one-statement request costs one round trip. Behind a transaction pooler each
- * transaction may land on another server session, so the session settings are
- * applied per transaction, at once.
+ * one-statement request costs one round trip; behind a transaction pooler,
+ * with the session settings for that transaction.
  */
-static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *err)
+static void begin(qg_conn *c, const struct qg_tx_options *opt)
 {
     snprintf(c->begin_sql, sizeof c->begin_sql, "BEGIN%s%s", isolation_sql(opt->isolation),
              opt->read_only ? " READ ONLY" : " READ WRITE");
@@ -33,41 +32,17 @@ static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *er
         c->caller = opt->caller;
     }
     qgp_conn_set_state(c, QGP_CONN_BEGIN);
-    if (!c->pooler)
-        return QG_OK;
-    qgp_conn_set_state(c, QGP_CONN_IN_TX);
-    qg_status s = qgp_conn_command(c, c->begin_sql, err);
-    return s == QG_OK ? qgp_conn_command(c, c->m->session_sql, err) : s;
 }
 
-/*
- * COMMIT or ROLLBACK and the session reset, in their own round trip, when the
- * last statement did not take them along. The transaction must still be ours:
- * a connection whose transaction something else ended is never trusted again.
- */
+/* COMMIT or ROLLBACK and the session reset, in their own round trip, when the
+   last statement did not take them along. */
 static qg_status finish(qg_conn *c, enum qgp_end end, qg_error *err)
 {
-    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-    if (ts == PQTRANS_IDLE) {
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-        return qg_error_set(err, QG_ERR_TRANSACTION_CONTROL,
-                            "a statement ended the service's transaction; the service runs "
-                            "each request in its own transaction: remove COMMIT, ROLLBACK and "
-                            "the like from the statements");
-    }
-    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
-        return qgp_conn_lost(c, err, "ending the transaction");
-    bool committed;
-    if (!PQenterPipelineMode(c->pg) || !qgp_end_send(c, end) || !PQpipelineSync(c->pg)) {
-        qg_status s = qgp_conn_lost(c, err, "sending COMMIT");
-        if (err && end == QGP_END_COMMIT)
-            err->outcome_unknown = true;
-        return s;
-    }
-    qg_status s = qgp_end_read(c, end, &committed, err);
-    if (!qgp_pipeline_end(c->pg))
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-    return s;
+    struct qgp_trip t;
+    if (qgp_finish_start(&t, c, end, err))
+        (void)qgp_trip_wait(&t, 0);
+    qgp_trip_free(&t);
+    return t.s;
 }
 
 /*
@@ -95,9 +70,8 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     qg_status s = qg_checkout(m, &c, err);
     if (s != QG_OK)
         return s;
-    s = begin(c, opt, err);
-    if (s == QG_OK)
-        s = fn(c, arg, err);
+    begin(c, opt);
+    s = fn(c, arg, err);
     qg_status e = end(c, s == QG_OK, err);
     qg_checkin(m, c);
     return s == QG_OK ? e : s;
