@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include "core_private.h"
 
+/* How a trip ends a transaction (reset.c): after it, the session is reset. */
+enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
+
 /* One cached statement of a connection. */
 struct qgp_stmt {
     char *sql;           /* the caller's text, the key */
@@ -137,7 +140,22 @@ struct qg_manager {
     atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
 
-void qgp_backoff_sleep(double base_s, int attempt); /* retry.c */
+/* retry.c */
+void qgp_backoff_sleep(double base_s, int attempt);
+/* After try number attempt (0-based) failed with s: the backoff before the next try,
+   counted and logged, or -1 when the contract does not let it run again. */
+double qgp_retry_delay(qg_manager *m, int attempt, qg_status s, const qg_error *e);
+/* A transaction's last status as its caller sees it (our own shutdown's cancel is
+   shutting_down, not statement_timeout). */
+qg_status qgp_tx_outcome(qg_manager *m, qg_status s, qg_error *e);
+
+/* tx.c: a transaction's start and end, for qg_transaction and run.c alike. */
+/* The scope begins: BEGIN (with its options) waits to travel with the first statement. */
+void qgp_tx_begin(qg_conn *c, const struct qg_tx_options *opt);
+/* The body ended (ok: without error): COMMIT or ROLLBACK, if a trip of its own must end it. */
+enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok);
+/* Then: true when c must be rolled back and reset (qgp_clean_start) before it goes back. */
+bool qgp_tx_settle(qg_conn *c);
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...) QG_PRINTF(3, 4);
 
 /* conn.c */
@@ -169,8 +187,7 @@ bool qgp_conn_clean(qg_conn *c);
 bool qgp_send_command(PGconn *pg, const char *sql);
 /* Our own prepared statement went stale (DDL, a reset): running again is safe. */
 bool qgp_stale_plan(const qg_error *e);
-/* How a trip ends a transaction (reset.c): after it, the session is reset. */
-enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
+
 
 /* pool.c */
 void qgp_pool_close_all(qg_manager *m);

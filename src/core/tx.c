@@ -20,7 +20,7 @@ static const char *isolation_sql(enum qg_isolation iso)
  * one-statement request costs one round trip; behind a transaction pooler,
  * with the session settings for that transaction.
  */
-static void begin(qg_conn *c, const struct qg_tx_options *opt)
+void qgp_tx_begin(qg_conn *c, const struct qg_tx_options *opt)
 {
     snprintf(c->begin_sql, sizeof c->begin_sql, "BEGIN%s%s", isolation_sql(opt->isolation),
              opt->read_only ? " READ ONLY" : " READ WRITE");
@@ -50,14 +50,29 @@ static qg_status finish(qg_conn *c, enum qgp_end end, qg_error *err)
  * way the session is reset before the connection goes back (tx_read_only decides
  * how much needs undoing). On failure the clean-up undoes everything.
  */
+enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok)
+{
+    if (c->state != QGP_CONN_IN_TX || !ok)
+        return QGP_END_NONE;
+    return c->tx_read_only ? QGP_END_ROLLBACK : QGP_END_COMMIT;
+}
+
+bool qgp_tx_settle(qg_conn *c)
+{
+    if (c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_ENDED) {
+        qgp_conn_set_state(c, QGP_CONN_IDLE); /* nothing was sent, or all is done */
+        return false;
+    }
+    return !qgp_conn_broken(c);
+}
+
 static qg_status end(qg_conn *c, bool ok, qg_error *err)
 {
     qg_status s = QG_OK;
-    if (c->state == QGP_CONN_IN_TX && ok)
-        s = finish(c, c->tx_read_only ? QGP_END_ROLLBACK : QGP_END_COMMIT, err);
-    if (c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_ENDED)
-        qgp_conn_set_state(c, QGP_CONN_IDLE); /* nothing was sent, or all is done */
-    else if (!qgp_conn_broken(c))
+    enum qgp_end end = qgp_tx_finishing(c, ok);
+    if (end != QGP_END_NONE)
+        s = finish(c, end, err);
+    if (qgp_tx_settle(c))
         qgp_conn_clean(c);
     return s;
 }
@@ -70,7 +85,7 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     qg_status s = qg_checkout(m, &c, err);
     if (s != QG_OK)
         return s;
-    begin(c, opt);
+    qgp_tx_begin(c, opt);
     s = fn(c, arg, err);
     qg_status e = end(c, s == QG_OK, err);
     qg_checkin(m, c);
@@ -85,22 +100,15 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
         opt = &defaults;
     qg_error e;
     qg_status s;
+    double delay;
     for (int n = 0;; n++) {
         qg_error_clear(&e);
         s = attempt(m, opt, fn, arg, &e);
-        if (s == QG_OK || n >= m->cfg->retries || !(qg_error_retryable(&e) || qgp_stale_plan(&e)))
+        if ((delay = qgp_retry_delay(m, n, s, &e)) < 0)
             break;
-        atomic_fetch_add(&m->retries, 1);
-        qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", n + 2,
-                m->cfg->retries + 1, e.message);
-        qgp_backoff_sleep(m->cfg->retry_delay_s, n);
+        qgp_sleep(delay);
     }
-    if (s == QG_ERR_STATEMENT_TIMEOUT && atomic_load(&m->cancelled_running)) {
-        /* Our own cancel, not the statement's fault: the caller should go elsewhere. */
-        s = e.status = QG_ERR_SHUTTING_DOWN;
-        snprintf(e.message, sizeof e.message, "the service shut down while the statement ran; "
-                 "it was cancelled and rolled back: retry on another instance");
-    }
+    s = qgp_tx_outcome(m, s, &e);
     if (s != QG_OK && err && err->status == QG_OK)
         *err = e;
     return s;
