@@ -220,6 +220,8 @@ enum qgp_wait qgp_trip_step(struct qgp_trip *t, bool readable)
 int qgp_wait_socket(PGconn *pg, enum qgp_wait w, double deadline)
 {
     struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (w == QGP_WAIT_WRITE ? POLLOUT : 0)};
+    if (p.fd < 0)
+        return -1;
     for (;;) {
         int ms = -1;
         if (deadline > 0) {
