@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "querygate/loop.h"
 #include "auth.h"
 #include "log.h"
 #include "probe.h"
@@ -197,6 +198,7 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     qg_server_stop(srv, cfg->shutdown_timeout_s);
     qg_manager_shutdown(m, 0);
     qg_manager_free(m);
+    qg_loop_offload_shutdown();
     qgh_log(QG_LOG_INFO, "stopped");
     return 0;
 }

@@ -1,6 +1,7 @@
 /* The helpers every handler uses: which pool runs a request, and who asks. */
 #include "auth.h"
 #include "handler.h"
+#include "reply.h"
 
 qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
                           qg_manager **out, qg_error *err)
@@ -14,4 +15,18 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
 uint64_t qgh_caller(const struct qgh_call *call)
 {
     return call->who ? call->who->caller : 0;
+}
+
+void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err,
+                         const char *what, bool with_index)
+{
+    qg_error e;
+    qg_error_clear(&e);
+    if (err)
+        e = *err;
+    if (e.status == QG_OK)
+        qg_error_set(&e, s, "%s", what);
+    if (!with_index)
+        e.statement_index = -1;
+    qgh_reply_error_as(call->reply, &e, call->who);
 }
