@@ -35,7 +35,7 @@ static void usage(FILE *out)
             "[--version]\n"
             "  --host     HOST, the address to listen on\n"
             "  --port     PORT (0: any free port; the log says which)\n"
-            "  --threads  HTTP_THREADS, workers that run statements\n"
+            "  --threads  HTTP_THREADS, event-loop threads serving HTTP (0: one per CPU)\n"
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"

@@ -1,6 +1,7 @@
 /* The helpers every handler uses: which pool runs a request, and who asks. */
 #include "auth.h"
 #include "handler.h"
+#include "log.h"
 #include "reply.h"
 
 qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
@@ -28,5 +29,8 @@ void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err
         qg_error_set(&e, s, "%s", what);
     if (!with_index)
         e.statement_index = -1;
+    /* A run ends on a loop that serves many requests: name this one in the log. */
+    qgh_log_request(call->request_id);
     qgh_reply_error_as(call->reply, &e, call->who);
+    qgh_log_request(NULL);
 }
