@@ -64,6 +64,7 @@ struct qg_server {
     atomic_bool unready;  /* SHUTDOWN_DELAY: /health/ready says 503, the rest is served */
     atomic_int open_requests; /* request states not yet freed */
     atomic_int open_runs;     /* requests whose answer a run or a helper thread still owes */
+    atomic_bool closing;      /* the HTTP threads are about to stop: nothing more may start */
 };
 
 /* Where a request is in its life. */
@@ -226,6 +227,21 @@ static void on_hangup(void *arg, unsigned events)
     }
 }
 
+/*
+ * Counts a request that will be answered later; false once the server is
+ * closing. NOTE: counted before closing is read, while qg_server_stop sets
+ * closing before it reads the count: one of the two sees the other.
+ */
+static bool open_run(qg_server *s, struct request *r)
+{
+    atomic_fetch_add(&s->open_runs, 1);
+    if (!atomic_load(&s->closing))
+        return true;
+    atomic_fetch_sub(&s->open_runs, 1);
+    qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
+    return false;
+}
+
 /* A QGH_RUNS route: the handler starts a run on this loop, whose end calls finish. */
 static enum MHD_Result start_run(qg_server *s, struct request *r)
 {
@@ -235,7 +251,8 @@ static enum MHD_Result start_run(qg_server *s, struct request *r)
         settle(r);
         return send_reply(s, r);
     }
-    atomic_fetch_add(&s->open_runs, 1);
+    if (!open_run(s, r))
+        return send_reply(s, r);
     r->call.loop = qg_loop_current();
     r->call.finish = finish;
     r->in_handler = true;
@@ -269,7 +286,8 @@ static void offload_done(void *arg)
 /* A QGH_BLOCKS route: its handler runs on a helper thread, its answer goes out from here. */
 static enum MHD_Result start_offload(qg_server *s, struct request *r)
 {
-    atomic_fetch_add(&s->open_runs, 1);
+    if (!open_run(s, r))
+        return send_reply(s, r);
     if (!qg_loop_offload(qg_loop_current(), offloaded, offload_done, r)) {
         atomic_fetch_sub(&s->open_runs, 1);
         qgh_reply_fail(&r->reply, "internal_error", "cannot start a helper thread");
@@ -726,6 +744,13 @@ static bool wait_zero(atomic_int *n, double timeout_s)
     return atomic_load(n) <= 0;
 }
 
+/* Every run ends now: its statement is cancelled, its wait for a connection refused. */
+static void end_runs(qg_server *s)
+{
+    qg_manager_shutdown(s->ctx.m, 0);
+    wait_zero(&s->open_runs, -1);
+}
+
 void qg_server_stop(qg_server *s, double drain_s)
 {
     if (!s)
@@ -735,12 +760,17 @@ void qg_server_stop(qg_server *s, double drain_s)
     if (!wait_zero(&s->open_runs, drain_s > 0 ? drain_s : 0)) {
         qgh_log(QG_LOG_WARN,
                 "requests still running after %g s (SHUTDOWN_TIMEOUT); cancelling them", drain_s);
-        /* Every run ends now: its statement is cancelled, its wait for a connection refused. */
-        qg_manager_shutdown(s->ctx.m, 0);
-        wait_zero(&s->open_runs, -1);
+        end_runs(s);
     }
-    /* Lets resumed connections send their answers before the daemons close them. */
+    /* Lets resumed connections send their answers before the daemons close them, and
+       bodies still arriving end. */
     wait_zero(&s->open_requests, 1.0);
+    /* NOTE: no suspended connection may outlive its loop: what such a body started ends too. */
+    atomic_store(&s->closing, true);
+    if (atomic_load(&s->open_runs) > 0) {
+        end_runs(s);
+        wait_zero(&s->open_requests, 1.0);
+    }
     qgh_loops_free(s->loops);
     qgh_conns_free(s->conns);
     qgh_cors_free(s->cors);
