@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "manager_private.h"
+#include "trip.h"
 
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
 {
@@ -32,15 +32,6 @@ bool qgp_stale_plan(const qg_error *e)
            (!strcmp(e->sqlstate, "0A000") && strstr(e->message, "cached plan"));
 }
 
-bool qgp_pipeline_end(PGconn *pg)
-{
-    if (PQstatus(pg) != CONNECTION_OK)
-        return false;
-    PGresult *sync = PQgetResult(pg);
-    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    PQclear(sync);
-    return synced && PQexitPipelineMode(pg);
-}
 
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing)
 {
@@ -133,6 +124,8 @@ qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
     c->pooler = pooler;
     c->created_at = c->last_used = qg_now();
     c->cancel = PQgetCancel(pg);
+    /* NOTE: the event loop must never wait on a send; the blocking API polls. */
+    PQsetnonblocking(pg, 1);
     PQsetNoticeProcessor(pg, notice_to_log, m);
     pthread_mutex_init(&c->cancel_lock, NULL);
     *out = c;
@@ -183,97 +176,23 @@ void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to)
     c->state = to;
 }
 
-/*
- * NOTE: RESET ALL (in the reset) returns the startup options (statement_timeout,
- * TimeZone...) to the values the connection was opened with, as wanted.
- */
-bool qgp_conn_clean(qg_conn *c)
-{
-    PGconn *pg = c->pg;
-    PGTransactionStatusType ts = PQtransactionStatus(pg);
-    if (qgp_conn_broken(c) || PQstatus(pg) != CONNECTION_OK ||
-        PQpipelineStatus(pg) != PQ_PIPELINE_OFF || ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) {
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-        return false;
-    }
-    enum qgp_end end = ts == PQTRANS_IDLE ? QGP_END_NONE : QGP_END_ROLLBACK;
-    bool drop = c->drop_prepared, committed;
-    c->tx_read_only = false; /* whatever ran, undo all of it */
-    if (!PQenterPipelineMode(pg) || (drop && !qgp_send_command(pg, "DEALLOCATE ALL")) ||
-        !qgp_end_send(c, end) || !PQpipelineSync(pg)) {
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-        return false;
-    }
-    PGresult *res;
-    bool ok = true;
-    while (drop && (res = PQgetResult(pg)) != NULL) {
-        ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
-        PQclear(res);
-    }
-    (void)qgp_end_read(c, end, &committed, NULL);
-    if (!qgp_pipeline_end(pg) || !ok || c->state != QGP_CONN_ENDED) {
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-        return false;
-    }
-    c->drop_prepared = false;
-    qgp_conn_set_state(c, QGP_CONN_IDLE);
-    return true;
-}
 
-/* Waits until the connection has a whole result, or the deadline passes. */
-static bool wait_result(PGconn *pg, double deadline)
+bool qgp_ping_start(struct qgp_trip *t, qg_conn *c)
 {
-    while (PQisBusy(pg)) {
-        double left = deadline - qg_now();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
-        int r = poll(&p, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno != EINTR)
-            return false;
-        if (r > 0 && !PQconsumeInput(pg))
-            return false;
-    }
-    return true;
+    qgp_trip_begin(t, c, NULL, NULL, NULL);
+    qgp_trip_text(t, QGP_PART_PING, "");
+    qgp_trip_sync(t);
+    return !t->done;
 }
 
 bool qgp_conn_ping(qg_conn *c, double timeout_s)
 {
     if (!qgp_conn_alive(c))
         return false;
-    if (!PQsendQuery(c->pg, ""))
-        return false;
-    double deadline = qg_now() + timeout_s;
-    bool ok = true;
-    PGresult *res;
-    for (;;) {
-        if (!wait_result(c->pg, deadline))
-            return false;
-        res = PQgetResult(c->pg);
-        if (!res)
-            break;
-        if (PQresultStatus(res) != PGRES_EMPTY_QUERY)
-            ok = false;
-        PQclear(res);
-    }
-    return ok && PQstatus(c->pg) == CONNECTION_OK;
+    struct qgp_trip t;
+    if (qgp_ping_start(&t, c))
+        (void)qgp_trip_wait(&t, qg_now() + timeout_s);
+    qgp_trip_free(&t);
+    return t.s == QG_OK && !t.command_failed && t.synced;
 }
 
-qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err)
-{
-    PGresult *res = PQexec(c->pg, sql);
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        PQclear(res);
-        return QG_OK;
-    }
-    qg_status s;
-    if (PQstatus(c->pg) != CONNECTION_OK || !res || !PQresultErrorField(res, PG_DIAG_SQLSTATE))
-        s = qgp_conn_lost(c, err, sql);
-    else
-        s = qgp_error_from_result(err, res);
-    if (qgp_result_fatal(res))
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-    PQclear(res);
-    return s;
-}

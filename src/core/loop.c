@@ -245,6 +245,8 @@ qg_loop_io *qg_loop_io_new(qg_loop *l, int fd, unsigned events, qg_loop_io_fn fn
 
 bool qg_loop_io_set(qg_loop_io *io, unsigned events)
 {
+    if (events == io->events)
+        return true;
     struct epoll_event ev = {.events = to_epoll(events), .data.ptr = io};
     int op = !events ? EPOLL_CTL_DEL : io->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if ((events || io->in_epoll) && epoll_ctl(io->loop->ep, op, io->fd, &ev) < 0)

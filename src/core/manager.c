@@ -122,11 +122,7 @@ void qg_manager_shutdown(qg_manager *m, double grace_s)
     pthread_mutex_unlock(&m->roles_lock);
     pthread_mutex_lock(&m->lock);
     m->shutting_down = true;
-    for (struct qgp_waiter *w = m->wait_head; w; w = w->next) {
-        w->cancelled = true;
-        pthread_cond_signal(&w->cv);
-    }
-    m->wait_head = m->wait_tail = NULL;
+    qgp_pool_cancel_waiters_locked(m);
     if (!wait_drained_locked(m, qg_now() + grace_s)) {
         /* Past the grace period: cancel what still runs, so it rolls back and returns. */
         atomic_store(&m->cancelled_running, true);

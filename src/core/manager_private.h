@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include "core_private.h"
 
+/* How a trip ends a transaction (reset.c): after it, the session is reset. */
+enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
+
 /* One cached statement of a connection. */
 struct qgp_stmt {
     char *sql;           /* the caller's text, the key */
@@ -83,12 +86,16 @@ struct qg_conn {
     bool tx_read_only;
 };
 
-/* A caller waiting in qg_checkout(); served strictly in arrival order. */
+/* A caller waiting for a connection; served strictly in arrival order. */
 struct qgp_waiter {
-    pthread_cond_t cv;
-    qg_conn *conn;       /* handed over by checkin */
-    bool may_open;       /* or: a slot freed, open a new connection */
-    bool cancelled;      /* shutdown */
+    pthread_cond_t cv;   /* a blocking caller (qg_checkout) sleeps on it */
+    /* Or, for a caller that must not block (run.c): called with the pool's lock
+       held when w is served; it must only hand the news on (qg_loop_post). */
+    void (*wake)(struct qgp_waiter *w);
+    qg_conn *conn;       /* served with this connection */
+    bool may_open;       /* or: with a slot to open a new one */
+    bool cancelled;      /* or: with the shutdown */
+    bool queued;         /* still in line */
     struct qgp_waiter *next;
 };
 
@@ -133,7 +140,22 @@ struct qg_manager {
     atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
 
-void qgp_backoff_sleep(double base_s, int attempt); /* retry.c */
+/* retry.c */
+void qgp_backoff_sleep(double base_s, int attempt);
+/* After try number attempt (0-based) failed with s: the backoff before the next try,
+   counted and logged, or -1 when the contract does not let it run again. */
+double qgp_retry_delay(qg_manager *m, int attempt, qg_status s, const qg_error *e);
+/* A transaction's last status as its caller sees it (our own shutdown's cancel is
+   shutting_down, not statement_timeout). */
+qg_status qgp_tx_outcome(qg_manager *m, qg_status s, qg_error *e);
+
+/* tx.c: a transaction's start and end, for qg_transaction and run.c alike. */
+/* The scope begins: BEGIN (with its options) waits to travel with the first statement. */
+void qgp_tx_begin(qg_conn *c, const struct qg_tx_options *opt);
+/* The body ended (ok: without error): COMMIT or ROLLBACK, if a trip of its own must end it. */
+enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok);
+/* Then: true when c must be rolled back and reset (qgp_clean_start) before it goes back. */
+bool qgp_tx_settle(qg_conn *c);
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...) QG_PRINTF(3, 4);
 
 /* conn.c */
@@ -143,8 +165,6 @@ void qgp_conn_close(qg_conn *c);
 bool qgp_conn_ping(qg_conn *c, double timeout_s);
 /* Without a round trip: false if the server already closed or terminated it. */
 bool qgp_conn_alive(qg_conn *c);
-/* Runs a utility statement (BEGIN, COMMIT, ...); fills err on failure. */
-qg_status qgp_conn_command(qg_conn *c, const char *sql, qg_error *err);
 /* The error for a connection that failed (PQerrorMessage), as db_unavailable. */
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 
@@ -154,29 +174,42 @@ static inline bool qgp_conn_broken(const qg_conn *c)
 {
     return c->state == QGP_CONN_BROKEN;
 }
+/* Inside a transaction scope of qg_transaction(); outside it a library caller that
+   checked a connection out runs its own transactions. */
+static inline bool qgp_conn_in_scope(const qg_conn *c)
+{
+    return c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_IN_TX;
+}
 /* Rolls back whatever is open and resets the session in one round trip (state
    IDLE after), or marks c broken; false then. */
 bool qgp_conn_clean(qg_conn *c);
 /* Queues a command without parameters on pg, which is in pipeline mode. */
 bool qgp_send_command(PGconn *pg, const char *sql);
-/* Reads the sync that ends a pipeline and leaves pipeline mode; false if the connection failed. */
-bool qgp_pipeline_end(PGconn *pg);
 /* Our own prepared statement went stale (DDL, a reset): running again is safe. */
 bool qgp_stale_plan(const qg_error *e);
-/*
- * reset.c: the end of a transaction and the session reset that follows it, queued
- * on c in pipeline mode: COMMIT or ROLLBACK, then what DISCARD ALL would undo.
- * qgp_end_read reads their results; *committed tells whether COMMIT's own success
- * was read (then a connection lost afterwards changes nothing for the caller). A
- * lost connection or a fatal error at COMMIT sets err->outcome_unknown. A session
- * that could not be reset, or holds state the service did not leave there, marks
- * c broken.
- */
-enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
-bool qgp_end_send(qg_conn *c, enum qgp_end end);
-qg_status qgp_end_read(qg_conn *c, enum qgp_end end, bool *committed, qg_error *err);
+
 
 /* pool.c */
 void qgp_pool_close_all(qg_manager *m);
+/*
+ * Checkout in halves, for callers that must not block. On QG_OK w has a
+ * connection (w->conn), a slot to open one (w->may_open: open it, then
+ * qgp_pool_opened), or its place in line (neither: w->wake tells when it is
+ * served). Errors: QG_ERR_SHUTTING_DOWN (and, for blocking callers, the timeout).
+ */
+qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, qg_error *err) QG_MUSTCHECK;
+/* w gives up its place (DB_POOL_TIMEOUT when timed_out: counted, and err says so).
+   False when it was served meanwhile: its wake was called, and the connection or
+   slot is its to use or give back. */
+bool qgp_pool_leave(qg_manager *m, struct qgp_waiter *w, bool timed_out, qg_error *err);
+/* A slot's new connection c is open, or (NULL) it failed to open: the slot is freed. */
+void qgp_pool_opened(qg_manager *m, qg_conn *c);
+/* Closes a lent connection whose slot its caller fills with a new one (qgp_pool_opened). */
+void qgp_pool_replace(qg_manager *m, qg_conn *c, bool recycled);
+/* Whether an idle connection just taken may serve, without a round trip. */
+enum qgp_usable { QGP_USABLE, QGP_PING, QGP_REPLACE };
+enum qgp_usable qgp_pool_check(qg_manager *m, qg_conn *c);
+/* Serves every waiter with the shutdown; lock held. */
+void qgp_pool_cancel_waiters_locked(qg_manager *m);
 
 #endif

@@ -26,25 +26,24 @@ static void unlink_all(qg_manager *m, qg_conn *c)
     c->prev_all = c->next_all = NULL;
 }
 
-/* Removes a closed slot: a waiter may now open one. Called with the lock held. */
-static void release_slot_locked(qg_manager *m)
+static void enqueue_locked(qg_manager *m, struct qgp_waiter *w)
 {
-    m->open--;
-    if (m->wait_head) {
-        struct qgp_waiter *w = m->wait_head;
-        m->wait_head = w->next;
-        if (!m->wait_head)
-            m->wait_tail = NULL;
-        w->may_open = true;
-        m->open++;
-        pthread_cond_signal(&w->cv);
-    }
+    w->next = NULL;
+    w->queued = true;
+    if (m->wait_tail)
+        m->wait_tail->next = w;
+    else
+        m->wait_head = w;
+    m->wait_tail = w;
+    m->waiting++;
 }
 
-static void remove_waiter_locked(qg_manager *m, struct qgp_waiter *w)
+/* w leaves the line; false when it was not in it. */
+static bool remove_waiter_locked(qg_manager *m, struct qgp_waiter *w)
 {
-    struct qgp_waiter **p = &m->wait_head;
-    struct qgp_waiter *prev = NULL;
+    if (!w->queued)
+        return false;
+    struct qgp_waiter **p = &m->wait_head, *prev = NULL;
     while (*p && *p != w) {
         prev = *p;
         p = &(*p)->next;
@@ -54,78 +53,131 @@ static void remove_waiter_locked(qg_manager *m, struct qgp_waiter *w)
         if (m->wait_tail == w)
             m->wait_tail = prev;
     }
+    w->queued = false;
+    w->next = NULL;
+    m->waiting--;
+    return true;
+}
+
+/* The first in line gets conn, or (conn NULL) a slot to open one, or the shutdown. */
+static void serve_head_locked(qg_manager *m, qg_conn *conn, bool cancelled)
+{
+    struct qgp_waiter *w = m->wait_head;
+    remove_waiter_locked(m, w);
+    w->conn = conn;
+    w->may_open = !conn && !cancelled;
+    w->cancelled = cancelled;
+    if (w->wake)
+        w->wake(w);
+    else
+        pthread_cond_signal(&w->cv);
+}
+
+void qgp_pool_cancel_waiters_locked(qg_manager *m)
+{
+    while (m->wait_head)
+        serve_head_locked(m, NULL, true);
+}
+
+/* Removes a closed slot: a waiter may now open one. Called with the lock held. */
+static void release_slot_locked(qg_manager *m)
+{
+    m->open--;
+    if (m->wait_head) {
+        m->open++;
+        m->checked_out++;
+        serve_head_locked(m, NULL, false);
+    }
+}
+
+static qg_status shutting_down(qg_error *err)
+{
+    return qg_error_set(err, QG_ERR_SHUTTING_DOWN,
+                        "the service is shutting down; retry on another instance");
+}
+
+static qg_status timed_out_locked(qg_manager *m, qg_error *err)
+{
+    m->timeouts++;
+    return qg_error_set(err, QG_ERR_POOL_TIMEOUT,
+                        "no database connection became free within %gs (DB_POOL_TIMEOUT); all "
+                        "%d connections (DB_POOL_SIZE %d + DB_MAX_OVERFLOW %d) are busy: retry "
+                        "later, or raise DB_POOL_SIZE/DB_MAX_OVERFLOW",
+                        m->cfg->pool_timeout_s, m->cfg->pool_size + m->cfg->max_overflow,
+                        m->cfg->pool_size, m->cfg->max_overflow);
 }
 
 /*
  * Waits in line for a connection or a free slot. Returns with the lock held;
- * *conn set, or *may_open true, or an error (timeout, shutdown).
+ * w->conn set, or w->may_open true, or an error (timeout, shutdown).
  */
-static qg_status wait_locked(qg_manager *m, qg_conn **conn, bool *may_open, qg_error *err)
+static qg_status wait_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
 {
-    struct qgp_waiter w;
-    memset(&w, 0, sizeof w);
-    qg_cond_init_monotonic(&w.cv);
-    if (m->wait_tail)
-        m->wait_tail->next = &w;
-    else
-        m->wait_head = &w;
-    m->wait_tail = &w;
-    m->waiting++;
-
+    qg_cond_init_monotonic(&w->cv);
+    enqueue_locked(m, w);
     struct timespec until = qg_timespec(qg_now() + m->cfg->pool_timeout_s);
     int rc = 0;
-    while (!w.conn && !w.may_open && !w.cancelled && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&w.cv, &m->lock, &until);
-    m->waiting--;
+    while (w->queued && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cv, &m->lock, &until);
     qg_status s = QG_OK;
-    if (w.conn || w.may_open) {
-        *conn = w.conn;
-        *may_open = w.may_open;
-    } else {
-        remove_waiter_locked(m, &w);
-        if (w.cancelled) {
-            s = qg_error_set(err, QG_ERR_SHUTTING_DOWN, "the service is shutting down; retry on another instance");
-        } else {
-            m->timeouts++;
-            s = qg_error_set(err, QG_ERR_POOL_TIMEOUT,
-                             "no database connection became free within %gs (DB_POOL_TIMEOUT); all "
-                             "%d connections (DB_POOL_SIZE %d + DB_MAX_OVERFLOW %d) are busy: retry "
-                             "later, or raise DB_POOL_SIZE/DB_MAX_OVERFLOW",
-                             m->cfg->pool_timeout_s, m->cfg->pool_size + m->cfg->max_overflow,
-                             m->cfg->pool_size, m->cfg->max_overflow);
-        }
-    }
-    pthread_cond_destroy(&w.cv);
+    if (remove_waiter_locked(m, w))
+        s = timed_out_locked(m, err);
+    else if (w->cancelled)
+        s = shutting_down(err);
+    pthread_cond_destroy(&w->cv);
     return s;
 }
 
-/* Takes a connection or a slot to open one; the lock is taken and released here. */
-static qg_status acquire(qg_manager *m, qg_conn **conn, bool *may_open, qg_error *err)
+/*
+ * A connection, a slot to open one, or (w->wake set) a place in line: then
+ * w->wake(w) is called, with the pool's lock held, when w is served.
+ */
+static qg_status take_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
 {
-    *conn = NULL;
-    *may_open = false;
-    pthread_mutex_lock(&m->lock);
-    qg_status s = QG_OK;
-    if (m->shutting_down) {
-        s = qg_error_set(err, QG_ERR_SHUTTING_DOWN, "the service is shutting down; retry on another instance");
-    } else if (m->idle && !m->wait_head) {
-        *conn = m->idle;
-        m->idle = (*conn)->next_idle;
+    w->conn = NULL;
+    w->may_open = w->cancelled = w->queued = false;
+    if (m->shutting_down)
+        return shutting_down(err);
+    if (m->idle && !m->wait_head) {
+        w->conn = m->idle;
+        m->idle = w->conn->next_idle;
         m->nidle--;
     } else if (m->open < m->cfg->pool_size + m->cfg->max_overflow && !m->wait_head) {
         m->open++;
-        *may_open = true;
+        w->may_open = true;
+    } else if (w->wake) {
+        enqueue_locked(m, w);
+        return QG_OK;
     } else {
-        s = wait_locked(m, conn, may_open, err);
+        qg_status s = wait_locked(m, w, err);
+        if (s != QG_OK)
+            return s;
+        return QG_OK; /* served: counted as checked out by who served it */
     }
-    if (s == QG_OK)
-        m->checked_out++;
+    m->checked_out++;
+    return QG_OK;
+}
+
+qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, qg_error *err)
+{
+    pthread_mutex_lock(&m->lock);
+    qg_status s = take_locked(m, w, err);
     pthread_mutex_unlock(&m->lock);
     return s;
 }
 
-/* Closes a lent connection and gives its slot back. */
-static void discard(qg_manager *m, qg_conn *c, bool recycled)
+bool qgp_pool_leave(qg_manager *m, struct qgp_waiter *w, bool timed_out, qg_error *err)
+{
+    pthread_mutex_lock(&m->lock);
+    bool left = remove_waiter_locked(m, w);
+    if (left && timed_out)
+        timed_out_locked(m, err);
+    pthread_mutex_unlock(&m->lock);
+    return left;
+}
+
+/* Closes a lent connection whose slot its caller fills with a new one. */
+void qgp_pool_replace(qg_manager *m, qg_conn *c, bool recycled)
 {
     pthread_mutex_lock(&m->lock);
     unlink_all(m, c);
@@ -135,13 +187,12 @@ static void discard(qg_manager *m, qg_conn *c, bool recycled)
     qgp_conn_close(c);
 }
 
-static qg_status open_new(qg_manager *m, qg_conn **out, qg_error *err)
+void qgp_pool_opened(qg_manager *m, qg_conn *c)
 {
-    qg_status s = qgp_conn_open(m, out, err);
     pthread_mutex_lock(&m->lock);
-    if (s == QG_OK) {
+    if (c) {
         m->connects++;
-        link_all(m, *out);
+        link_all(m, c);
     } else {
         m->errors++;
         m->checked_out--;
@@ -149,36 +200,37 @@ static qg_status open_new(qg_manager *m, qg_conn **out, qg_error *err)
         pthread_cond_broadcast(&m->drained);
     }
     pthread_mutex_unlock(&m->lock);
-    return s;
 }
 
-/* Recycle and pre-ping: replace an old or dead connection before the caller sees it. */
-static bool usable(qg_manager *m, qg_conn *c)
+enum qgp_usable qgp_pool_check(qg_manager *m, qg_conn *c)
 {
     double now = qg_now();
     if (m->cfg->pool_recycle_s >= 0 && now - c->created_at > m->cfg->pool_recycle_s)
-        return false;
+        return QGP_REPLACE;
     if (!qgp_conn_alive(c))
-        return false;
-    if (now - c->last_used >= m->cfg->preping_idle_s)
-        return qgp_conn_ping(c, m->cfg->connect_timeout_s);
-    return true;
+        return QGP_REPLACE;
+    return now - c->last_used >= m->cfg->preping_idle_s ? QGP_PING : QGP_USABLE;
 }
 
 qg_status qg_checkout(qg_manager *m, qg_conn **out, qg_error *err)
 {
     *out = NULL;
-    qg_conn *c;
-    bool may_open;
-    qg_status s = acquire(m, &c, &may_open, err);
+    struct qgp_waiter w = {.wake = NULL};
+    qg_status s = qgp_pool_take(m, &w, err);
     if (s != QG_OK)
         return s;
-    if (c && !usable(m, c)) {
-        discard(m, c, true);
-        c = NULL;
+    qg_conn *c = w.conn;
+    if (c) {
+        enum qgp_usable u = qgp_pool_check(m, c);
+        if (u == QGP_REPLACE ||
+            (u == QGP_PING && !qgp_conn_ping(c, m->cfg->connect_timeout_s))) {
+            qgp_pool_replace(m, c, true);
+            c = NULL;
+        }
     }
     if (!c) {
-        s = open_new(m, &c, err);
+        s = qgp_conn_open(m, &c, err);
+        qgp_pool_opened(m, s == QG_OK ? c : NULL);
         if (s != QG_OK)
             return s;
     }
@@ -193,12 +245,8 @@ static void give_back(qg_manager *m, qg_conn *c)
     pthread_mutex_lock(&m->lock);
     m->checked_out--;
     if (m->wait_head && !m->shutting_down) {
-        struct qgp_waiter *w = m->wait_head;
-        m->wait_head = w->next;
-        if (!m->wait_head)
-            m->wait_tail = NULL;
-        w->conn = c;
-        pthread_cond_signal(&w->cv);
+        m->checked_out++;
+        serve_head_locked(m, c, false);
         c = NULL;
     } else if (m->open > m->cfg->pool_size || m->shutting_down) {
         unlink_all(m, c);

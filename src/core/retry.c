@@ -1,5 +1,6 @@
 /* What the contract lets us retry, and the backoff between tries. */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,27 @@ static double jitter(void)
 void qgp_backoff_sleep(double base_s, int attempt)
 {
     qgp_sleep(qg_backoff_delay(base_s, attempt, jitter()));
+}
+
+double qgp_retry_delay(qg_manager *m, int attempt, qg_status s, const qg_error *e)
+{
+    if (s == QG_OK || attempt >= m->cfg->retries || !(qg_error_retryable(e) || qgp_stale_plan(e)))
+        return -1;
+    atomic_fetch_add(&m->retries, 1);
+    qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", attempt + 2,
+            m->cfg->retries + 1, e->message);
+    return qg_backoff_delay(m->cfg->retry_delay_s, attempt, jitter());
+}
+
+qg_status qgp_tx_outcome(qg_manager *m, qg_status s, qg_error *e)
+{
+    if (s == QG_ERR_STATEMENT_TIMEOUT && atomic_load(&m->cancelled_running)) {
+        /* Our own cancel, not the statement's fault: the caller should go elsewhere. */
+        s = e->status = QG_ERR_SHUTTING_DOWN;
+        snprintf(e->message, sizeof e->message, "the service shut down while the statement "
+                 "ran; it was cancelled and rolled back: retry on another instance");
+    }
+    return s;
 }
 
 qg_status qg_with_retry(int retries, double delay_s, qg_retry_fn fn, void *arg, qg_error *err)

@@ -1,32 +1,78 @@
 /*
- * qg_run (querygate/run.h), a first, blocking-underneath form: the whole
- * qg_transaction runs on a helper thread (qg_loop_offload) and done comes back
- * to the loop. To be replaced by the non-blocking one that drives libpq on the
- * loop itself.
+ * qg_run (querygate/run.h): a transaction driven from an event loop. The
+ * connection's socket is watched on the caller's loop and the same trips as
+ * qg_transaction's (exec.c, reset.c) are stepped when it is ready; waits for
+ * the pool and retry backoffs are timers. Only what libpq cannot do without
+ * blocking goes to a helper thread: opening a connection (its DNS lookup
+ * included) and PQcancel.
  */
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec.h"
 #include "querygate/run.h"
 
+/*
+ * Where a run is; one value, changed only by set_state(), as pgbouncer's
+ * server states.
+ */
+enum run_state {
+    RUN_STARTING,   /* made; its first attempt begins */
+    RUN_WAITING,    /* in the pool's line; the timer is DB_POOL_TIMEOUT */
+    RUN_OPENING,    /* a helper thread opens a connection in the slot it was given */
+    RUN_PINGING,    /* the idle connection it got answers a ping before use */
+    RUN_EXEC,       /* the statements' trips are in flight */
+    RUN_FINISHING,  /* COMMIT (or ROLLBACK) and the reset, in a trip of their own */
+    RUN_CLEANING,   /* rolling back and resetting after a failure */
+    RUN_RELEASING,  /* the body is over; a cancel request for the connection is still out,
+                       so it cannot go back yet (the cancel would hit its next user) */
+    RUN_BACKOFF,    /* no connection; the timer is the retry's backoff */
+    RUN_DONE,       /* done is called, then the run is freed */
+};
+
 struct qg_run {
+    enum run_state state;
+    qg_loop *loop;
     qg_manager *m;
     size_t n;
     const char **sql;
-    const qg_params **params; /* NULL when the spec had none */
+    const qg_params **params;
     struct qg_tx_options tx;
     bool numbers_as_strings;
     qg_run_done done;
     void *arg;
-    qg_result **results;      /* n entries; the last attempt's */
-    qg_status status;
-    qg_error err;
-    atomic_bool cancel;
-    pthread_mutex_t mu;       /* guards running */
-    qg_conn *running;         /* the connection inside qg_exec_many, or NULL */
+    qg_result **results;
+    struct qgp_waiter w;
+    qg_conn *c;              /* the connection lent to this attempt, or NULL */
+    qg_loop_io *io;          /* c's socket on the loop */
+    qg_loop_timer *timer;    /* pool timeout, retry backoff, re-sent cancel */
+    struct qgp_exec *x;
+    struct qgp_trip trip;    /* RUN_PINGING, RUN_FINISHING, RUN_CLEANING */
+    int attempt;
+    qg_status s;             /* this attempt's status, in e */
+    qg_error e;
+    bool cancel;             /* the caller left (qg_run_cancel) */
+    int cancels_out;         /* PQcancel requests on a helper thread */
+    bool in_start;           /* qg_run_start runs: done must wait for the loop's next turn */
 };
+
+static void set_state(qg_run *r, enum run_state to)
+{
+    r->state = to;
+}
+
+static void attempt(qg_run *r);
+static void step(qg_run *r, bool readable);
+static void on_socket(void *arg, unsigned events);
+static void start_body(qg_run *r);
+static void open_in_slot(qg_run *r);
+
+static qg_status cancelled(qg_error *e)
+{
+    return qg_error_set(e, QG_ERR_STATEMENT_TIMEOUT,
+                        "cancelled: the client closed the connection");
+}
 
 static void free_results(qg_run *r)
 {
@@ -36,109 +82,398 @@ static void free_results(qg_run *r)
     }
 }
 
-static qg_status cancelled(qg_error *err)
-{
-    return qg_error_set(err, QG_ERR_STATEMENT_TIMEOUT, "cancelled: the client closed the connection");
-}
-
-static void set_running(qg_run *r, qg_conn *c)
-{
-    pthread_mutex_lock(&r->mu);
-    r->running = c;
-    pthread_mutex_unlock(&r->mu);
-}
-
-/* The transaction's body; qg_transaction calls it again on a retry. */
-static qg_status statements(qg_conn *c, void *arg, qg_error *err)
-{
-    qg_run *r = arg;
-    free_results(r);
-    if (atomic_load(&r->cancel))
-        return cancelled(err);
-    set_running(r, c);
-    /* A cancel between the check above and here found no connection to cancel. */
-    qg_status s = atomic_load(&r->cancel)
-        ? cancelled(err)
-        : qg_exec_many(c, r->n, r->sql, r->params,
-                       &(struct qg_exec_options){.numbers_as_strings = r->numbers_as_strings,
-                                                 .last = true},
-                       r->results, err);
-    set_running(r, NULL);
-    return s;
-}
-
-static void work(void *arg)
-{
-    qg_run *r = arg;
-    r->status = qg_transaction(r->m, &r->tx, statements, r, &r->err);
-    if (r->status == QG_OK)
-        return;
-    free_results(r);
-    /* A write whose COMMIT went out keeps its own answer: it may have been applied. */
-    if (atomic_load(&r->cancel) && !r->err.outcome_unknown) {
-        if (r->status != QG_ERR_STATEMENT_TIMEOUT) {
-            int index = r->err.statement_index;
-            qg_error_clear(&r->err);
-            r->err.statement_index = index;
-            r->status = cancelled(&r->err);
-        }
-        r->err.cancelled = true;
-    }
-}
-
 static void run_free(qg_run *r)
 {
     free_results(r);
+    qg_loop_timer_free(r->timer);
     free(r->results);
     free(r->sql);
     free(r->params);
-    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 
-static void finish(void *arg)
+/* The end: done once, on the loop, never inside qg_run_start. */
+static void complete(qg_run *r)
+{
+    set_state(r, RUN_DONE);
+    qg_status s = qgp_tx_outcome(r->m, r->s, &r->e);
+    if (r->cancel && s != QG_OK && !r->e.outcome_unknown) {
+        if (s != QG_ERR_STATEMENT_TIMEOUT) {
+            int index = r->e.statement_index;
+            qg_error_clear(&r->e);
+            s = cancelled(&r->e);
+            r->e.statement_index = index;
+        }
+        r->e.cancelled = true;
+    }
+    r->done(r->arg, s, s == QG_OK ? r->results : NULL, &r->e);
+    run_free(r);
+}
+
+static void complete_later(void *arg)
+{
+    complete(arg);
+}
+
+/* later: from the caller's own call (qg_run_start, qg_run_cancel), so done must wait. */
+static void finish(qg_run *r, bool later)
+{
+    if (!later && !r->in_start) {
+        complete(r);
+        return;
+    }
+    /* NOTE: only out of memory stops the post; r is then lost, not freed under its caller. */
+    (void)qg_loop_post(r->loop, complete_later, r);
+}
+
+/* The attempt is over and the connection is back (or none was had): again, or the end. */
+static void attempt_over(qg_run *r)
+{
+    double delay = r->cancel ? -1 : qgp_retry_delay(r->m, r->attempt, r->s, &r->e);
+    if (delay < 0) {
+        finish(r, false);
+        return;
+    }
+    r->attempt++;
+    set_state(r, RUN_BACKOFF);
+    qg_loop_timer_at(r->timer, qg_now() + delay);
+}
+
+static void release(qg_run *r)
+{
+    if (r->cancels_out > 0) {
+        set_state(r, RUN_RELEASING);
+        return;
+    }
+    qg_loop_io_free(r->io);
+    r->io = NULL;
+    qg_checkin(r->m, r->c);
+    r->c = NULL;
+    attempt_over(r);
+}
+
+/* The body is over: settle the connection (clean it when it must be), then release it. */
+static void settle(qg_run *r)
+{
+    if (!qgp_tx_settle(r->c)) {
+        release(r);
+        return;
+    }
+    set_state(r, RUN_CLEANING);
+    if (qgp_clean_start(&r->trip, r->c)) {
+        step(r, false);
+        return;
+    }
+    qgp_clean_result(&r->trip);
+    qgp_trip_free(&r->trip);
+    release(r);
+}
+
+static void exec_over(qg_run *r)
+{
+    long failed = -1;
+    qg_status s = qgp_exec_end(r->x, &failed);
+    r->x = NULL;
+    if (s != QG_OK && failed >= 0 && r->e.statement_index < 0)
+        r->e.statement_index = (int)failed;
+    if (r->s == QG_OK)
+        r->s = s;
+    enum qgp_end end = qgp_tx_finishing(r->c, r->s == QG_OK);
+    if (end == QGP_END_NONE) {
+        settle(r);
+        return;
+    }
+    set_state(r, RUN_FINISHING);
+    if (qgp_finish_start(&r->trip, r->c, end, &r->e)) {
+        step(r, false);
+        return;
+    }
+    r->s = r->trip.s;
+    qgp_trip_free(&r->trip);
+    settle(r);
+}
+
+static void cancel_work(void *arg)
 {
     qg_run *r = arg;
-    r->done(r->arg, r->status, r->status == QG_OK ? r->results : NULL, &r->err);
-    run_free(r);
+    qg_conn_cancel(r->c);
+}
+
+static void cancel_done(void *arg);
+
+/* Asks the server to stop the statement running; PQcancel blocks, so a helper thread does. */
+static void request_cancel(void *arg)
+{
+    qg_run *r = arg;
+    if (r->cancels_out > 0 || !r->c)
+        return;
+    r->cancels_out++;
+    if (!qg_loop_offload(r->loop, cancel_work, cancel_done, r))
+        r->cancels_out--;
+}
+
+/* NOTE: a cancel that reaches the server before the statement starts is ignored there,
+   so it is sent again while the client is gone and the statements still run. */
+#define RECANCEL_S 0.2
+
+static void cancel_done(void *arg)
+{
+    qg_run *r = arg;
+    r->cancels_out--;
+    if (r->state == RUN_RELEASING)
+        release(r);
+    else if (r->state == RUN_EXEC && r->cancel)
+        qg_loop_timer_at(r->timer, qg_now() + RECANCEL_S);
+}
+
+/* A trip (or the statements) ended in state RUN_PINGING, RUN_FINISHING or RUN_CLEANING. */
+static void trip_over(qg_run *r)
+{
+    switch (r->state) {
+    case RUN_PINGING: {
+        bool alive = r->trip.s == QG_OK && !r->trip.command_failed && r->trip.synced;
+        qgp_trip_free(&r->trip);
+        if (alive) {
+            start_body(r);
+            return;
+        }
+        qg_loop_io_free(r->io);
+        r->io = NULL;
+        qgp_pool_replace(r->m, r->c, true);
+        r->c = NULL;
+        open_in_slot(r);
+        return;
+    }
+    case RUN_FINISHING:
+        if (r->s == QG_OK)
+            r->s = r->trip.s;
+        qgp_trip_free(&r->trip);
+        settle(r);
+        return;
+    case RUN_CLEANING:
+        qgp_clean_result(&r->trip);
+        qgp_trip_free(&r->trip);
+        release(r);
+        return;
+    default:
+        return;
+    }
+}
+
+/* Steps what is in flight on the connection; waits on its socket for more. */
+static void step(qg_run *r, bool readable)
+{
+    enum qgp_wait w = r->state == RUN_EXEC ? qgp_exec_step(r->x, readable)
+                                           : qgp_trip_step(&r->trip, readable);
+    if (w != QGP_WAIT_NONE) {
+        unsigned ev = QG_LOOP_READ | (w == QGP_WAIT_WRITE ? QG_LOOP_WRITE : 0);
+        if (!r->io)
+            r->io = qg_loop_io_new(r->loop, PQsocket(r->c->pg), ev, on_socket, r);
+        if (r->io && qg_loop_io_set(r->io, ev))
+            return;
+        /* NOTE: the socket cannot be watched (out of memory): wait for it here, as the
+           blocking API does, rather than lose the request. */
+        step(r, qgp_wait_socket(r->c->pg, w, 0) != 0);
+        return;
+    }
+    if (r->state == RUN_EXEC)
+        exec_over(r);
+    else
+        trip_over(r);
+}
+
+static void on_socket(void *arg, unsigned events)
+{
+    qg_run *r = arg;
+    step(r, (events & (QG_LOOP_READ | QG_LOOP_HUP)) != 0);
+}
+
+/* A connection in hand: the transaction's body starts. */
+static void start_body(qg_run *r)
+{
+    if (r->cancel) {
+        r->s = cancelled(&r->e);
+        release(r);
+        return;
+    }
+    qgp_tx_begin(r->c, &r->tx);
+    struct qg_exec_options opt = {.numbers_as_strings = r->numbers_as_strings, .last = true};
+    free_results(r);
+    r->s = qgp_exec_start(r->c, r->n, r->sql, r->params, &opt, r->results, request_cancel, r,
+                          &r->e, &r->x);
+    if (!r->x) {
+        settle(r);
+        return;
+    }
+    set_state(r, RUN_EXEC);
+    step(r, false);
+}
+
+static void open_work(void *arg)
+{
+    qg_run *r = arg;
+    r->s = qgp_conn_open(r->m, &r->c, &r->e);
+}
+
+static void open_done(void *arg)
+{
+    qg_run *r = arg;
+    qgp_pool_opened(r->m, r->s == QG_OK ? r->c : NULL);
+    if (r->s != QG_OK) {
+        r->c = NULL;
+        attempt_over(r);
+        return;
+    }
+    start_body(r);
+}
+
+/* Served by the pool: a connection to check, a slot to open one in, or the shutdown. */
+static void open_in_slot(qg_run *r)
+{
+    set_state(r, RUN_OPENING);
+    if (!qg_loop_offload(r->loop, open_work, open_done, r)) {
+        r->s = qg_error_set(&r->e, QG_ERR_INTERNAL, "cannot start a thread to connect");
+        qgp_pool_opened(r->m, NULL);
+        attempt_over(r);
+    }
+}
+
+static void served(qg_run *r)
+{
+    qg_loop_timer_stop(r->timer);
+    r->c = r->w.conn;
+    bool shutdown = r->w.cancelled;
+    r->w.conn = NULL;
+    r->w.may_open = r->w.cancelled = false;
+    if (shutdown) {
+        r->s = qg_error_set(&r->e, QG_ERR_SHUTTING_DOWN,
+                            "the service is shutting down; retry on another instance");
+        attempt_over(r);
+        return;
+    }
+    if (r->c) {
+        enum qgp_usable u = qgp_pool_check(r->m, r->c);
+        if (u == QGP_USABLE) {
+            start_body(r);
+            return;
+        }
+        if (u == QGP_PING && qgp_ping_start(&r->trip, r->c)) {
+            set_state(r, RUN_PINGING);
+            step(r, false);
+            return;
+        }
+        qgp_pool_replace(r->m, r->c, true);
+        r->c = NULL;
+    }
+    open_in_slot(r);
+}
+
+static void served_later(void *arg)
+{
+    served(arg);
+}
+
+/* The pool's lock is held: only pass the news to the loop. */
+static void wake(struct qgp_waiter *w)
+{
+    qg_run *r = (qg_run *)((char *)w - offsetof(qg_run, w));
+    (void)qg_loop_post(r->loop, served_later, r);
+}
+
+static void attempt(qg_run *r)
+{
+    qg_error_clear(&r->e);
+    r->s = QG_OK;
+    r->w.wake = wake;
+    r->s = qgp_pool_take(r->m, &r->w, &r->e);
+    if (r->s != QG_OK) {
+        attempt_over(r);
+    } else if (r->w.conn || r->w.may_open) {
+        served(r);
+    } else {
+        set_state(r, RUN_WAITING);
+        qg_loop_timer_at(r->timer, qg_now() + r->m->cfg->pool_timeout_s);
+    }
+}
+
+static void on_timer(void *arg)
+{
+    qg_run *r = arg;
+    switch (r->state) {
+    case RUN_WAITING:
+        if (qgp_pool_leave(r->m, &r->w, true, &r->e)) {
+            r->s = QG_ERR_POOL_TIMEOUT;
+            attempt_over(r);
+        }
+        return; /* else served meanwhile: served_later is on its way */
+    case RUN_BACKOFF:
+        attempt(r);
+        return;
+    case RUN_EXEC:
+        request_cancel(r);
+        return;
+    default:
+        return;
+    }
 }
 
 bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_run_done done,
                   void *arg, qg_run **out)
 {
-    *out = NULL;
+    if (out)
+        *out = NULL;
     qg_run *r = calloc(1, sizeof *r);
     if (!r)
         return false;
-    *r = (qg_run){.m = m, .n = spec->n, .tx = spec->tx,
-                  .numbers_as_strings = spec->numbers_as_strings, .done = done, .arg = arg};
-    pthread_mutex_init(&r->mu, NULL);
-    atomic_init(&r->cancel, false);
-    qg_error_clear(&r->err);
-    r->sql = malloc(spec->n * sizeof *r->sql);
-    r->results = calloc(spec->n, sizeof *r->results);
-    if (r->sql)
-        memcpy(r->sql, spec->sql, spec->n * sizeof *r->sql);
-    if (spec->params) {
-        r->params = malloc(spec->n * sizeof *r->params);
-        if (r->params)
-            memcpy(r->params, spec->params, spec->n * sizeof *r->params);
-    }
-    if (!r->sql || !r->results || (spec->params && !r->params) ||
-        !qg_loop_offload(l, work, finish, r)) {
+    r->n = spec->n;
+    r->sql = calloc(r->n ? r->n : 1, sizeof *r->sql);
+    r->params = spec->params ? calloc(r->n ? r->n : 1, sizeof *r->params) : NULL;
+    r->results = calloc(r->n ? r->n : 1, sizeof *r->results);
+    r->timer = qg_loop_timer_new(l, on_timer, r);
+    if (!r->sql || (spec->params && !r->params) || !r->results || !r->timer) {
         run_free(r);
         return false;
     }
-    *out = r;
+    memcpy(r->sql, spec->sql, r->n * sizeof *r->sql);
+    if (spec->params)
+        memcpy(r->params, spec->params, r->n * sizeof *r->params);
+    r->loop = l;
+    r->m = m;
+    r->tx = spec->tx;
+    r->numbers_as_strings = spec->numbers_as_strings;
+    r->done = done;
+    r->arg = arg;
+    qg_error_clear(&r->e);
+    set_state(r, RUN_STARTING);
+    if (out)
+        *out = r;
+    r->in_start = true;
+    attempt(r);
+    r->in_start = false;
     return true;
 }
 
 void qg_run_cancel(qg_run *r)
 {
-    atomic_store(&r->cancel, true);
-    /* NOTE: PQcancel blocks this loop for its own connect; the non-blocking
-       qg_run sends it from a helper thread. */
-    pthread_mutex_lock(&r->mu);
-    qg_conn_cancel(r->running);
-    pthread_mutex_unlock(&r->mu);
+    if (!r || r->cancel || r->state == RUN_DONE)
+        return;
+    r->cancel = true;
+    switch (r->state) {
+    case RUN_WAITING:
+        if (qgp_pool_leave(r->m, &r->w, false, NULL)) {
+            qg_loop_timer_stop(r->timer);
+            r->s = cancelled(&r->e);
+            finish(r, true);
+        }
+        return; /* else served meanwhile: start_body gives the connection back */
+    case RUN_BACKOFF:
+        qg_loop_timer_stop(r->timer);
+        finish(r, true);
+        return;
+    case RUN_EXEC:
+        request_cancel(r);
+        return;
+    default:
+        return; /* it stops at the next step, or its COMMIT is already out */
+    }
 }

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "manager_private.h"
+#include "trip.h"
 
 static const char *isolation_sql(enum qg_isolation iso)
 {
@@ -17,11 +17,10 @@ static const char *isolation_sql(enum qg_isolation iso)
 
 /*
  * BEGIN is not sent here: it travels with the first statement (exec.c), so a
- * one-statement request costs one round trip. Behind a transaction pooler each
- * transaction may land on another server session, so the session settings are
- * applied per transaction, at once.
+ * one-statement request costs one round trip; behind a transaction pooler,
+ * with the session settings for that transaction.
  */
-static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *err)
+void qgp_tx_begin(qg_conn *c, const struct qg_tx_options *opt)
 {
     snprintf(c->begin_sql, sizeof c->begin_sql, "BEGIN%s%s", isolation_sql(opt->isolation),
              opt->read_only ? " READ ONLY" : " READ WRITE");
@@ -33,41 +32,17 @@ static qg_status begin(qg_conn *c, const struct qg_tx_options *opt, qg_error *er
         c->caller = opt->caller;
     }
     qgp_conn_set_state(c, QGP_CONN_BEGIN);
-    if (!c->pooler)
-        return QG_OK;
-    qgp_conn_set_state(c, QGP_CONN_IN_TX);
-    qg_status s = qgp_conn_command(c, c->begin_sql, err);
-    return s == QG_OK ? qgp_conn_command(c, c->m->session_sql, err) : s;
 }
 
-/*
- * COMMIT or ROLLBACK and the session reset, in their own round trip, when the
- * last statement did not take them along. The transaction must still be ours:
- * a connection whose transaction something else ended is never trusted again.
- */
+/* COMMIT or ROLLBACK and the session reset, in their own round trip, when the
+   last statement did not take them along. */
 static qg_status finish(qg_conn *c, enum qgp_end end, qg_error *err)
 {
-    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-    if (ts == PQTRANS_IDLE) {
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-        return qg_error_set(err, QG_ERR_TRANSACTION_CONTROL,
-                            "a statement ended the service's transaction; the service runs "
-                            "each request in its own transaction: remove COMMIT, ROLLBACK and "
-                            "the like from the statements");
-    }
-    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
-        return qgp_conn_lost(c, err, "ending the transaction");
-    bool committed;
-    if (!PQenterPipelineMode(c->pg) || !qgp_end_send(c, end) || !PQpipelineSync(c->pg)) {
-        qg_status s = qgp_conn_lost(c, err, "sending COMMIT");
-        if (err && end == QGP_END_COMMIT)
-            err->outcome_unknown = true;
-        return s;
-    }
-    qg_status s = qgp_end_read(c, end, &committed, err);
-    if (!qgp_pipeline_end(c->pg))
-        qgp_conn_set_state(c, QGP_CONN_BROKEN);
-    return s;
+    struct qgp_trip t;
+    if (qgp_finish_start(&t, c, end, err))
+        (void)qgp_trip_wait(&t, 0);
+    qgp_trip_free(&t);
+    return t.s;
 }
 
 /*
@@ -75,14 +50,29 @@ static qg_status finish(qg_conn *c, enum qgp_end end, qg_error *err)
  * way the session is reset before the connection goes back (tx_read_only decides
  * how much needs undoing). On failure the clean-up undoes everything.
  */
+enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok)
+{
+    if (c->state != QGP_CONN_IN_TX || !ok)
+        return QGP_END_NONE;
+    return c->tx_read_only ? QGP_END_ROLLBACK : QGP_END_COMMIT;
+}
+
+bool qgp_tx_settle(qg_conn *c)
+{
+    if (c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_ENDED) {
+        qgp_conn_set_state(c, QGP_CONN_IDLE); /* nothing was sent, or all is done */
+        return false;
+    }
+    return !qgp_conn_broken(c);
+}
+
 static qg_status end(qg_conn *c, bool ok, qg_error *err)
 {
     qg_status s = QG_OK;
-    if (c->state == QGP_CONN_IN_TX && ok)
-        s = finish(c, c->tx_read_only ? QGP_END_ROLLBACK : QGP_END_COMMIT, err);
-    if (c->state == QGP_CONN_BEGIN || c->state == QGP_CONN_ENDED)
-        qgp_conn_set_state(c, QGP_CONN_IDLE); /* nothing was sent, or all is done */
-    else if (!qgp_conn_broken(c))
+    enum qgp_end end = qgp_tx_finishing(c, ok);
+    if (end != QGP_END_NONE)
+        s = finish(c, end, err);
+    if (qgp_tx_settle(c))
         qgp_conn_clean(c);
     return s;
 }
@@ -95,9 +85,8 @@ static qg_status attempt(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     qg_status s = qg_checkout(m, &c, err);
     if (s != QG_OK)
         return s;
-    s = begin(c, opt, err);
-    if (s == QG_OK)
-        s = fn(c, arg, err);
+    qgp_tx_begin(c, opt);
+    s = fn(c, arg, err);
     qg_status e = end(c, s == QG_OK, err);
     qg_checkin(m, c);
     return s == QG_OK ? e : s;
@@ -111,22 +100,15 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
         opt = &defaults;
     qg_error e;
     qg_status s;
+    double delay;
     for (int n = 0;; n++) {
         qg_error_clear(&e);
         s = attempt(m, opt, fn, arg, &e);
-        if (s == QG_OK || n >= m->cfg->retries || !(qg_error_retryable(&e) || qgp_stale_plan(&e)))
+        if ((delay = qgp_retry_delay(m, n, s, &e)) < 0)
             break;
-        atomic_fetch_add(&m->retries, 1);
-        qgp_log(m, QG_LOG_INFO, "retrying a transaction (try %d of %d) after: %s", n + 2,
-                m->cfg->retries + 1, e.message);
-        qgp_backoff_sleep(m->cfg->retry_delay_s, n);
+        qgp_sleep(delay);
     }
-    if (s == QG_ERR_STATEMENT_TIMEOUT && atomic_load(&m->cancelled_running)) {
-        /* Our own cancel, not the statement's fault: the caller should go elsewhere. */
-        s = e.status = QG_ERR_SHUTTING_DOWN;
-        snprintf(e.message, sizeof e.message, "the service shut down while the statement ran; "
-                 "it was cancelled and rolled back: retry on another instance");
-    }
+    s = qgp_tx_outcome(m, s, &e);
     if (s != QG_OK && err && err->status == QG_OK)
         *err = e;
     return s;

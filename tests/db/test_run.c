@@ -104,6 +104,150 @@ static void cancel(void)
     CHECK(!o.err.outcome_unknown);
 }
 
+/* ---- many runs on one loop over a small pool ----------------------------- */
+
+struct many {
+    qg_loop *l;
+    int left, ok, timeouts, cancelled;
+    int max_waiting;
+    qg_manager *m;
+};
+
+static void many_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
+{
+    struct many *y = arg;
+    (void)results;
+    if (s == QG_OK)
+        y->ok++;
+    else if (s == QG_ERR_POOL_TIMEOUT)
+        y->timeouts++;
+    else if (err->cancelled)
+        y->cancelled++;
+    else
+        fprintf(stderr, "run failed: %s\n", err->message);
+    if (--y->left == 0)
+        qg_loop_stop(y->l);
+}
+
+static void sample_waiting(void *arg)
+{
+    struct many *y = arg;
+    struct qg_pool_stats st;
+    qg_pool_stats(y->m, &st);
+    if (st.waiting > y->max_waiting)
+        y->max_waiting = st.waiting;
+}
+
+static qg_manager *small_pool(struct qg_config *c, const char *app, const char *timeout)
+{
+    char t[64];
+    snprintf(t, sizeof t, "DB_POOL_TIMEOUT=%s", timeout);
+    dbt_config(c, app, (const char *const[]){"DB_POOL_SIZE=2", "DB_MAX_OVERFLOW=0", t, NULL});
+    qg_manager *m;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_manager_new(c, &m, &err), QG_OK);
+    return m;
+}
+
+/* Hundreds of transactions at once over two connections: each waits its turn, none fails. */
+static void many_over_few(void)
+{
+    struct qg_config c;
+    struct many y = {.left = 300};
+    y.m = small_pool(&c, "qgt_run_many", "30");
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_loop_new(&y.l, &err), QG_OK);
+    const char *const sqls[] = {"SELECT pg_backend_pid(), :i::int AS i"};
+    qg_params *p[300];
+    qg_loop_timer *probe = qg_loop_timer_new(y.l, sample_waiting, &y);
+    for (int i = 0; i < 300; i++) {
+        p[i] = qg_params_new();
+        char v[16];
+        int n = snprintf(v, sizeof v, "%d", i);
+        CHECK_INT(qg_params_add(p[i], "i", QG_PARAM_NUMBER, v, (size_t)n, &err), QG_OK);
+        struct qg_run_spec spec = {.n = 1, .sql = sqls, .params = (const qg_params *const *)&p[i],
+                                   .tx = {.read_only = i % 2 == 0}};
+        CHECK(qg_run_start(y.l, y.m, &spec, many_done, &y, NULL));
+    }
+    qg_loop_timer_at(probe, qg_now());
+    qg_loop_run(y.l);
+    CHECK_INT(y.ok, 300);
+    CHECK(y.max_waiting > 0);
+    struct qg_pool_stats st;
+    qg_pool_stats(y.m, &st);
+    CHECK_INT(st.checked_out, 0);
+    CHECK_INT(st.waiting, 0);
+    CHECK(st.idle <= 2);
+    CHECK(dbt_backends("qgt_run_many") <= 2);
+    for (int i = 0; i < 300; i++)
+        qg_params_free(p[i]);
+    qg_loop_timer_free(probe);
+    qg_loop_free(y.l);
+    qg_manager_free(y.m);
+    qg_config_free(&c);
+}
+
+static void cancel_run(void *arg)
+{
+    qg_run_cancel(arg);
+}
+
+/* With the pool busy: one waiter gives up at DB_POOL_TIMEOUT (counted), one leaves
+   the line at once when its caller goes. */
+static void pool_timeout_and_leaving(void)
+{
+    struct qg_config c;
+    struct many y = {.left = 4};
+    y.m = small_pool(&c, "qgt_run_wait", "0.5");
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_loop_new(&y.l, &err), QG_OK);
+    const char *const slow[] = {"SELECT pg_sleep(1.5)"};
+    const char *const fast[] = {"SELECT 1"};
+    struct qg_run_spec s1 = {.n = 1, .sql = slow, .tx = {.read_only = true}};
+    struct qg_run_spec s2 = {.n = 1, .sql = fast, .tx = {.read_only = true}};
+    CHECK(qg_run_start(y.l, y.m, &s1, many_done, &y, NULL));
+    CHECK(qg_run_start(y.l, y.m, &s1, many_done, &y, NULL));
+    qg_run *leaving;
+    CHECK(qg_run_start(y.l, y.m, &s2, many_done, &y, NULL));
+    CHECK(qg_run_start(y.l, y.m, &s2, many_done, &y, &leaving));
+    qg_loop_timer *t = qg_loop_timer_new(y.l, cancel_run, leaving);
+    qg_loop_timer_at(t, qg_now() + 0.1);
+    qg_loop_timer *probe = qg_loop_timer_new(y.l, sample_waiting, &y);
+    qg_loop_timer_at(probe, qg_now() + 0.05);
+    double t0 = qg_now();
+    qg_loop_run(y.l);
+    CHECK(qg_now() - t0 >= 1.4);
+    CHECK_INT(y.ok, 2);
+    CHECK_INT(y.timeouts, 1);
+    CHECK_INT(y.cancelled, 1);
+    CHECK_INT(y.max_waiting, 2);
+    struct qg_pool_stats st;
+    qg_pool_stats(y.m, &st);
+    CHECK_INT((int)st.timeouts, 1);
+    CHECK_INT(st.waiting, 0);
+    CHECK_INT(st.checked_out, 0);
+    qg_loop_timer_free(t);
+    qg_loop_timer_free(probe);
+    qg_loop_free(y.l);
+    qg_manager_free(y.m);
+    qg_config_free(&c);
+}
+
+/* Its pooled connections killed while idle: the next runs notice and reconnect. */
+static void reconnects(void)
+{
+    struct outcome o;
+    run1("SELECT 1 AS one", true, 0, &o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK(dbt_kill_backends("qgt_run") >= 1);
+    run1("SELECT 2 AS two", true, 0, &o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK_STR(o.rows, "[{\"two\":2}]");
+}
+
 int main(void)
 {
     dbt_config(&cfg, "qgt_run", NULL);
@@ -123,6 +267,9 @@ int main(void)
     RUN(failure);
     RUN(write_committed);
     RUN(cancel);
+    RUN(many_over_few);
+    RUN(pool_timeout_and_leaving);
+    RUN(reconnects);
     qg_manager_free(mgr);
     qg_loop_offload_shutdown();
     return qgt_done();
