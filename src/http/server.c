@@ -1,11 +1,10 @@
 /*
- * Requests on the libmicrohttpd daemons (one per HTTP thread, loops.c): TLS,
+ * Requests on the libmicrohttpd daemons (one per HTTP thread, loops.c):
  * per-request state, body limits, statements run on the request's own loop,
  * clients that leave, drain and stop.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -15,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +29,7 @@
 #include "reqid.h"
 #include "router.h"
 #include "server.h"
+#include "tls.h"
 #include "trace.h"
 
 /*
@@ -51,15 +50,13 @@
  */
 #define LINGER_S 5.0
 #define LINGER_BYTES (16 * 1024 * 1024)
-/* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
-#define MAX_PEM_BYTES (1024 * 1024)
 
 struct qg_server {
     struct qgh_ctx ctx;
     qgh_cors *cors;
     qgh_conns *conns;
     qgh_loops *loops;
-    struct MHD_OptionItem *tls; /* while the daemons start: TLS_CERT_FILE and TLS_KEY_FILE */
+    const struct MHD_OptionItem *tls; /* while the daemons start: TLS's options, or NULL */
     atomic_bool draining;
     atomic_bool unready;  /* SHUTDOWN_DELAY: /health/ready says 503, the rest is served */
     atomic_int open_requests; /* request states not yet freed */
@@ -98,7 +95,7 @@ struct request {
     qg_loop_io *hangup;     /* the client's socket, watched while its run is in flight */
     bool gone;              /* the client closed or shut down its side */
     bool cancelled;         /* ... while its run was in flight: it was cancelled */
-    bool in_handler;        /* finish came before the handler returned: nothing suspended */
+    bool in_handler;        /* the handler runs: a finish now has nothing to resume */
 };
 
 /* Every decided request is counted and logged here, once: when queued, or when its client left first. */
@@ -568,48 +565,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-/* A PEM file, NUL-terminated, malloc'd into *out (the caller frees; wipe a key first). */
-static qg_status read_pem(const char *var, const char *path, char **out, size_t *len,
-                          qg_error *err)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_PEM_BYTES) {
-        int e = fd < 0 ? errno : 0;
-        if (fd >= 0)
-            close(fd);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
-                            e ? strerror(e) : "not a regular file of at most 1 MiB");
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    ssize_t n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
-    int e = errno;
-    close(fd);
-    if (n < 0 || n != st.st_size) {
-        free(buf);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
-                            n < 0 ? strerror(e) : "short read");
-    }
-    buf[n] = '\0';
-    if (!strstr(buf, "-----BEGIN ")) {
-        explicit_bzero(buf, (size_t)n);
-        free(buf);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: not a PEM file (no -----BEGIN line)",
-                            var, path);
-    }
-    *out = buf;
-    *len = (size_t)n;
-    return QG_OK;
-}
-
-static void wipe(char *p, size_t n)
-{
-    if (p)
-        explicit_bzero(p, n);
-    free(p);
-}
-
 /* qgh_daemon_open: one HTTP thread's daemon, with every option of the service. */
 static qg_status open_daemon(void *arg, unsigned flags, int listen_fd, struct MHD_Daemon **out,
                              qg_error *err)
@@ -631,7 +586,8 @@ static qg_status open_daemon(void *arg, unsigned flags, int listen_fd, struct MH
         (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_ARRAY, s->tls ? s->tls : none, MHD_OPTION_END);
+        NULL, MHD_OPTION_ARRAY, s->tls ? s->tls : (const struct MHD_OptionItem *)none,
+        MHD_OPTION_END);
     int e = errno;
     if (*out)
         return QG_OK;
@@ -658,32 +614,15 @@ static int http_threads(const struct qg_config *cfg)
 static qg_status start_loops(qg_server *s, qg_error *err)
 {
     const struct qg_config *cfg = s->ctx.cfg;
-    char *cert = NULL, *key = NULL;
-    size_t cert_len = 0, key_len = 0;
-    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
-    qg_status st = QG_OK;
-    if (tls) {
-        st = read_pem("TLS_CERT_FILE", cfg->tls_cert_file, &cert, &cert_len, err);
-        if (st == QG_OK)
-            st = read_pem("TLS_KEY_FILE", cfg->tls_key_file, &key, &key_len, err);
-        if (st != QG_OK) {
-            wipe(cert, cert_len);
-            return st;
-        }
-    }
-    struct MHD_OptionItem options[] = {
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, cert},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, key},
-        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    s->tls = tls ? options : NULL;
+    struct qgh_tls tls;
+    qg_status st = qgh_tls_load(cfg, &tls, err);
+    if (st != QG_OK)
+        return st;
+    s->tls = qgh_tls_options(&tls);
     st = qgh_loops_start(cfg->host, cfg->port, http_threads(cfg), open_daemon, s, &s->loops,
                          err);
     s->tls = NULL;
-    /* GnuTLS has its own copies by now. */
-    wipe(key, key_len);
-    wipe(cert, cert_len);
+    qgh_tls_wipe(&tls); /* GnuTLS has its own copies by now */
     return st;
 }
 
