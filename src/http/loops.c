@@ -73,7 +73,8 @@ static void *lane_main(void *arg)
 {
     struct lane *ln = arg;
     current_lane = ln;
-    drive(ln);
+    /* The first MHD_run from inside the loop, where requests find it (qg_loop_current). */
+    qg_loop_timer_at(ln->timer, qg_now());
     qg_loop_run(ln->loop);
     current_lane = NULL;
     return NULL;
