@@ -54,7 +54,7 @@ struct qg_config {
     /* http */
     char *host;                  /* HOST */
     int port;                    /* PORT */
-    int http_threads;            /* HTTP_THREADS: workers that run statements */
+    int http_threads;            /* HTTP_THREADS: HTTP event loops; 0: one per CPU */
     long http_max_body;          /* HTTP_MAX_BODY bytes */
     int http_max_connections;    /* HTTP_MAX_CONNECTIONS */
     int http_idle_timeout_s;     /* HTTP_IDLE_TIMEOUT */

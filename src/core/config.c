@@ -111,7 +111,7 @@ static const struct cf_row rows[] = {
     STR("HOST", host, "127.0.0.1", CF_PLAIN, "address to listen on"),
     NUM("PORT", CF_INT, port, "8080", 0, 65535, NULL, "port to listen on; 0 any free port"),
     NUM("HTTP_THREADS", CF_INT, http_threads, "0", 0, 1024, "threads",
-        "workers that run statements; 0: DB_POOL_SIZE"),
+        "event-loop threads serving HTTP; 0: one per online CPU"),
     NUM("HTTP_MAX_BODY", CF_SIZE, http_max_body, "1048576", 1024, 1073741824.0,
         "bytes; K, M, G suffixes are powers of 1024", "larger request bodies answer 413"),
     NUM("HTTP_MAX_CONNECTIONS", CF_INT, http_max_connections, "1024", 1, 65536, "connections",
