@@ -33,6 +33,7 @@ struct qg_config {
     int max_overflow;            /* DB_MAX_OVERFLOW */
     double pool_timeout_s;       /* DB_POOL_TIMEOUT */
     double pool_recycle_s;       /* DB_POOL_RECYCLE; -1 never */
+    double overflow_idle_s;      /* DB_OVERFLOW_IDLE: close an overflow connection idle this long */
     double preping_idle_s;       /* DB_PREPING_IDLE: ping a connection idle this long */
     int retries;                 /* DB_RETRIES */
     double retry_delay_s;        /* DB_RETRY_DELAY, doubled each retry */

@@ -73,6 +73,8 @@ static const struct cf_row rows[] = {
         "wait this long for a free connection, then answer pool_timeout"),
     NUM("DB_POOL_RECYCLE", CF_DOUBLE, pool_recycle_s, "180", -1, 604800, "seconds",
         "replace connections older than this; -1 never"),
+    NUM("DB_OVERFLOW_IDLE", CF_DOUBLE, overflow_idle_s, "5", 0, 3600, "seconds",
+        "close a connection beyond DB_POOL_SIZE once it sat idle this long"),
     NUM("DB_PREPING_IDLE", CF_DOUBLE, preping_idle_s, "10", 0, 3600, "seconds",
         "ping a connection idle this long before use; 0 ping every time"),
     NUM("DB_RETRIES", CF_INT, retries, "2", 0, 20, "retries",

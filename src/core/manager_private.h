@@ -157,6 +157,8 @@ enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok);
 /* Then: true when c must be rolled back and reset (qgp_clean_start) before it goes back. */
 bool qgp_tx_settle(qg_conn *c);
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...) QG_PRINTF(3, 4);
+/* The tag qg_log_tag() gives on this thread from now on; returns the one before. */
+const char *qgp_log_tag_set(const char *tag);
 
 /* conn.c */
 qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err) QG_MUSTCHECK;

@@ -162,5 +162,10 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg)
 {
     (void)arg;
+    /* A loop runs many requests: the core names the one its line is about. */
+    const char *tag = qg_log_tag(), *was = thread_request_id;
+    if (tag)
+        thread_request_id = tag;
     log_message(level, msg);
+    thread_request_id = was;
 }

@@ -145,6 +145,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         .tx = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
                .caller = qgh_caller(call)},
         .numbers_as_strings = r->st.numbers_as_strings,
+        .log_tag = call->request_id,
     };
     qg_manager *m = NULL;
     s = r->sql ? qgh_manager_for(ctx, call, &m, &err)

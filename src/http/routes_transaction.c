@@ -96,7 +96,8 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     }
     t->tx.opt.caller = qgh_caller(call);
     struct qg_run_spec spec = {.n = n, .sql = t->sql, .params = t->params, .tx = t->tx.opt,
-                               .numbers_as_strings = t->tx.numbers_as_strings};
+                               .numbers_as_strings = t->tx.numbers_as_strings,
+                               .log_tag = call->request_id};
     qg_manager *m = NULL;
     s = t->sql && t->params
             ? qgh_manager_for(ctx, call, &m, &err)
