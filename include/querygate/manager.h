@@ -148,6 +148,10 @@ struct qg_tx_options {
        different callers never share server-side prepared statements, which
        pg_prepared_statements would show them, SQL text included. */
     uint64_t caller;
+    /* JSON text the transaction sees as current_setting('request.jwt.claims') (set
+       transaction-local, with BEGIN: no extra round trip), or NULL. Borrowed until
+       the transaction ends. */
+    const char *claims;
 };
 
 typedef qg_status (*qg_tx_fn)(qg_conn *c, void *arg, qg_error *err);

@@ -84,6 +84,7 @@ struct qg_conn {
        ROLLBACK or COMMIT and the session reset travel in one pipeline. */
     char begin_sql[96];  /* sent with the first statement (state QGP_CONN_BEGIN) */
     bool tx_read_only;
+    const char *claims;  /* for request.jwt.claims, sent with begin_sql; borrowed */
 };
 
 /* A caller waiting for a connection; served strictly in arrival order. */

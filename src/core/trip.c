@@ -68,6 +68,12 @@ void qgp_trip_item(struct qgp_trip *t, enum qgp_part_kind kind, void *item, bool
     add(t, kind, item, ok);
 }
 
+void qgp_trip_param(struct qgp_trip *t, const char *sql, const char *value)
+{
+    add(t, QGP_PART_COMMAND, NULL,
+        t->sent && PQsendQueryParams(t->c->pg, sql, 1, NULL, &value, NULL, NULL, 0));
+}
+
 /* A part that could not be queued: as a connection lost while sending. */
 static void send_failed(struct qgp_trip *t)
 {
