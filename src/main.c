@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "querygate/loop.h"
 #include "auth.h"
 #include "log.h"
 #include "probe.h"
@@ -34,7 +35,7 @@ static void usage(FILE *out)
             "[--version]\n"
             "  --host     HOST, the address to listen on\n"
             "  --port     PORT (0: any free port; the log says which)\n"
-            "  --threads  HTTP_THREADS, workers that run statements\n"
+            "  --threads  HTTP_THREADS, event-loop threads serving HTTP (0: one per CPU)\n"
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
@@ -197,6 +198,7 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     qg_server_stop(srv, cfg->shutdown_timeout_s);
     qg_manager_shutdown(m, 0);
     qg_manager_free(m);
+    qg_loop_offload_shutdown();
     qgh_log(QG_LOG_INFO, "stopped");
     return 0;
 }

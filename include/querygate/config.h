@@ -33,6 +33,7 @@ struct qg_config {
     int max_overflow;            /* DB_MAX_OVERFLOW */
     double pool_timeout_s;       /* DB_POOL_TIMEOUT */
     double pool_recycle_s;       /* DB_POOL_RECYCLE; -1 never */
+    double overflow_idle_s;      /* DB_OVERFLOW_IDLE: close an overflow connection idle this long */
     double preping_idle_s;       /* DB_PREPING_IDLE: ping a connection idle this long */
     int retries;                 /* DB_RETRIES */
     double retry_delay_s;        /* DB_RETRY_DELAY, doubled each retry */
@@ -54,7 +55,7 @@ struct qg_config {
     /* http */
     char *host;                  /* HOST */
     int port;                    /* PORT */
-    int http_threads;            /* HTTP_THREADS: workers that run statements */
+    int http_threads;            /* HTTP_THREADS: HTTP event loops; 0: one per CPU */
     long http_max_body;          /* HTTP_MAX_BODY bytes */
     int http_max_connections;    /* HTTP_MAX_CONNECTIONS */
     int http_idle_timeout_s;     /* HTTP_IDLE_TIMEOUT */

@@ -47,6 +47,8 @@ qg_status qg_manager_for_role(qg_manager *m, const char *role, qg_manager **out,
 /* Who gets the core's log lines (DB_ECHO statements, reconnects); NULL: nobody. */
 typedef void (*qg_log_fn)(void *arg, enum qg_log_level level, const char *msg);
 void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg);
+/* In a qg_log_fn: the log_tag of the qg_run the line is about (its request), or NULL. */
+const char *qg_log_tag(void);
 
 /*
  * The process-wide manager (Python's get_db_manager): made on first use from
@@ -146,6 +148,10 @@ struct qg_tx_options {
        different callers never share server-side prepared statements, which
        pg_prepared_statements would show them, SQL text included. */
     uint64_t caller;
+    /* JSON text the transaction sees as current_setting('request.jwt.claims') (set
+       transaction-local, with BEGIN: no extra round trip), or NULL. Borrowed until
+       the transaction ends. */
+    const char *claims;
 };
 
 typedef qg_status (*qg_tx_fn)(qg_conn *c, void *arg, qg_error *err);

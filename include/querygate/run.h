@@ -20,6 +20,8 @@ struct qg_run_spec {
     const qg_params *const *params;  /* n parameter sets (entries may be NULL), or NULL */
     struct qg_tx_options tx;
     bool numbers_as_strings;         /* int8 and numeric as JSON strings */
+    const char *log_tag;             /* what the core's log lines about this run give as
+                                        qg_log_tag() (a request id); borrowed; may be NULL */
 };
 
 /*
@@ -43,9 +45,10 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
 /*
  * The caller left: the run stops as soon as it can. A statement running is
  * cancelled on the server, a run waiting for a connection or a retry stops
- * waiting; done then reports QG_ERR_STATEMENT_TIMEOUT with err->cancelled set
- * (a write whose COMMIT was already sent keeps its own answer). On l's thread,
- * before done was called.
+ * waiting; done then reports QG_ERR_STATEMENT_TIMEOUT with err->cancelled set.
+ * What ended otherwise keeps its own answer: a statement that failed by
+ * itself, a write whose COMMIT was already sent. On l's thread, before done
+ * was called.
  */
 void qg_run_cancel(qg_run *r);
 

@@ -9,6 +9,20 @@
 
 #include "trip.h"
 
+static _Thread_local const char *log_tag;
+
+const char *qg_log_tag(void)
+{
+    return log_tag;
+}
+
+const char *qgp_log_tag_set(const char *tag)
+{
+    const char *old = log_tag;
+    log_tag = tag;
+    return old;
+}
+
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...)
 {
     if (!m->log_fn || level < m->cfg->log_level)

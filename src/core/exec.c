@@ -123,8 +123,8 @@ static bool take(struct qgp_trip *t, struct qgp_part *p, PGresult *res)
  * What must run before a trip's statements: the DEALLOCATE of statements the
  * cache evicted, DEALLOCATE ALL when the server holds prepared statements the
  * cache forgot, BEGIN when it waits (and behind a pooler the session settings,
- * per transaction). Statements sent outside a transaction scope of ours leave
- * the session for qg_checkin to clean.
+ * per transaction; and the caller's claims, transaction-local). Statements sent
+ * outside a transaction scope of ours leave the session for qg_checkin to clean.
  */
 static void queue_prologue(struct qgp_exec *x)
 {
@@ -143,6 +143,9 @@ static void queue_prologue(struct qgp_exec *x)
         qgp_trip_text(&x->trip, QGP_PART_COMMAND, c->begin_sql);
         if (c->pooler)
             qgp_trip_text(&x->trip, QGP_PART_COMMAND, c->m->session_sql);
+        if (c->claims)
+            qgp_trip_param(&x->trip, "SELECT pg_catalog.set_config('request.jwt.claims', $1, true)",
+                           c->claims);
     } else if (c->state == QGP_CONN_IDLE) {
         qgp_conn_set_state(c, QGP_CONN_DIRTY);
     }

@@ -151,7 +151,8 @@ static void post_task(qg_loop *l, struct task *t)
         l->head = t;
     l->tail = t;
     pthread_mutex_unlock(&l->mu);
-    if (was_empty)
+    /* NOTE: the loop's own thread need not wake it: it looks before it sleeps. */
+    if (was_empty && current != l)
         wake(l);
 }
 
@@ -165,11 +166,20 @@ bool qg_loop_post(qg_loop *l, qg_loop_fn fn, void *arg)
     return true;
 }
 
-/* Runs what was posted until now; on stop, puts the rest back in front. */
-static void run_posts(qg_loop *l)
+static bool posts_pending(qg_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool pending = l->head != NULL;
+    pthread_mutex_unlock(&l->mu);
+    return pending;
+}
+
+/* Runs what was posted until now (woken: the eventfd said so); on stop, puts the rest
+   back in front. */
+static void run_posts(qg_loop *l, bool woken)
 {
     uint64_t n;
-    while (read(l->wake, &n, sizeof n) < 0 && errno == EINTR) {
+    while (woken && read(l->wake, &n, sizeof n) < 0 && errno == EINTR) {
     }
     pthread_mutex_lock(&l->mu);
     struct task *t = l->head;
@@ -399,7 +409,7 @@ void qg_loop_run(qg_loop *l)
     current = l;
     struct epoll_event evs[64];
     while (!atomic_load(&l->stop)) {
-        int n = epoll_wait(l->ep, evs, 64, timeout_ms(l));
+        int n = epoll_wait(l->ep, evs, 64, posts_pending(l) ? 0 : timeout_ms(l));
         if (n < 0 && errno != EINTR)
             break; /* a bad epoll fd: nothing left to wait on */
         l->dispatching = true;
@@ -414,8 +424,8 @@ void qg_loop_run(qg_loop *l)
             if (ready)
                 io->fn(io->arg, ready);
         }
-        if (woken && !atomic_load(&l->stop))
-            run_posts(l);
+        if (!atomic_load(&l->stop))
+            run_posts(l, woken);
         if (!atomic_load(&l->stop))
             run_timers(l);
         l->dispatching = false;

@@ -84,6 +84,7 @@ struct qg_conn {
        ROLLBACK or COMMIT and the session reset travel in one pipeline. */
     char begin_sql[96];  /* sent with the first statement (state QGP_CONN_BEGIN) */
     bool tx_read_only;
+    const char *claims;  /* for request.jwt.claims, sent with begin_sql; borrowed */
 };
 
 /* A caller waiting for a connection; served strictly in arrival order. */
@@ -157,6 +158,8 @@ enum qgp_end qgp_tx_finishing(const qg_conn *c, bool ok);
 /* Then: true when c must be rolled back and reset (qgp_clean_start) before it goes back. */
 bool qgp_tx_settle(qg_conn *c);
 void qgp_log(qg_manager *m, enum qg_log_level level, const char *fmt, ...) QG_PRINTF(3, 4);
+/* The tag qg_log_tag() gives on this thread from now on; returns the one before. */
+const char *qgp_log_tag_set(const char *tag);
 
 /* conn.c */
 qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err) QG_MUSTCHECK;

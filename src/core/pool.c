@@ -238,6 +238,31 @@ qg_status qg_checkout(qg_manager *m, qg_conn **out, qg_error *err)
     return QG_OK;
 }
 
+/*
+ * NOTE: an overflow connection is closed once it sat idle DB_OVERFLOW_IDLE,
+ * not as soon as it comes back (SQLAlchemy's QueuePool): with requests no
+ * longer capped by worker threads, a steady load above DB_POOL_SIZE would open
+ * and close a server session per request. Looked at whenever a connection
+ * comes back. The idle stack is LIFO, so its bottom is the longest idle.
+ */
+/* An idle connection past DB_POOL_SIZE that lingered too long, unlinked; or NULL. */
+static qg_conn *reap_locked(qg_manager *m)
+{
+    if (m->open <= m->cfg->pool_size || !m->idle)
+        return NULL;
+    qg_conn **p = &m->idle;
+    while ((*p)->next_idle)
+        p = &(*p)->next_idle;
+    qg_conn *c = *p;
+    if (qg_now() - c->last_used < m->cfg->overflow_idle_s)
+        return NULL;
+    *p = NULL;
+    m->nidle--;
+    unlink_all(m, c);
+    m->open--;
+    return c;
+}
+
 /* Puts c back (or hands it to the first waiter); closes it when over size. */
 static void give_back(qg_manager *m, qg_conn *c)
 {
@@ -248,14 +273,14 @@ static void give_back(qg_manager *m, qg_conn *c)
         m->checked_out++;
         serve_head_locked(m, c, false);
         c = NULL;
-    } else if (m->open > m->cfg->pool_size || m->shutting_down) {
+    } else if (m->shutting_down) {
         unlink_all(m, c);
         m->open--;
     } else {
         c->next_idle = m->idle;
         m->idle = c;
         m->nidle++;
-        c = NULL;
+        c = reap_locked(m);
     }
     pthread_cond_broadcast(&m->drained);
     pthread_mutex_unlock(&m->lock);

@@ -55,6 +55,7 @@ struct qg_run {
     bool cancel;             /* the caller left (qg_run_cancel) */
     int cancels_out;         /* PQcancel requests on a helper thread */
     bool in_start;           /* qg_run_start runs: done must wait for the loop's next turn */
+    const char *log_tag;
 };
 
 static void set_state(qg_run *r, enum run_state to)
@@ -67,6 +68,7 @@ static void step(qg_run *r, bool readable);
 static void on_socket(void *arg, unsigned events);
 static void start_body(qg_run *r);
 static void open_in_slot(qg_run *r);
+static void open_over(qg_run *r);
 
 static qg_status cancelled(qg_error *e)
 {
@@ -97,22 +99,20 @@ static void complete(qg_run *r)
 {
     set_state(r, RUN_DONE);
     qg_status s = qgp_tx_outcome(r->m, r->s, &r->e);
-    if (r->cancel && s != QG_OK && !r->e.outcome_unknown) {
-        if (s != QG_ERR_STATEMENT_TIMEOUT) {
-            int index = r->e.statement_index;
-            qg_error_clear(&r->e);
-            s = cancelled(&r->e);
-            r->e.statement_index = index;
-        }
+    /* Only the cancel's own failure is the cancel's: a statement that failed by itself
+       (or a COMMIT whose outcome is unknown) keeps its answer. */
+    if (r->cancel && s == QG_ERR_STATEMENT_TIMEOUT)
         r->e.cancelled = true;
-    }
     r->done(r->arg, s, s == QG_OK ? r->results : NULL, &r->e);
     run_free(r);
 }
 
 static void complete_later(void *arg)
 {
-    complete(arg);
+    qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    complete(r);
+    qgp_log_tag_set(old);
 }
 
 /* later: from the caller's own call (qg_run_start, qg_run_cancel), so done must wait. */
@@ -216,9 +216,18 @@ static void request_cancel(void *arg)
    so it is sent again while the client is gone and the statements still run. */
 #define RECANCEL_S 0.2
 
+static void cancel_over(qg_run *r);
+
 static void cancel_done(void *arg)
 {
     qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    cancel_over(r);
+    qgp_log_tag_set(old);
+}
+
+static void cancel_over(qg_run *r)
+{
     r->cancels_out--;
     if (r->state == RUN_RELEASING)
         release(r);
@@ -285,7 +294,9 @@ static void step(qg_run *r, bool readable)
 static void on_socket(void *arg, unsigned events)
 {
     qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
     step(r, (events & (QG_LOOP_READ | QG_LOOP_HUP)) != 0);
+    qgp_log_tag_set(old);
 }
 
 /* A connection in hand: the transaction's body starts. */
@@ -318,6 +329,13 @@ static void open_work(void *arg)
 static void open_done(void *arg)
 {
     qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    open_over(r);
+    qgp_log_tag_set(old);
+}
+
+static void open_over(qg_run *r)
+{
     qgp_pool_opened(r->m, r->s == QG_OK ? r->c : NULL);
     if (r->s != QG_OK) {
         r->c = NULL;
@@ -370,7 +388,10 @@ static void served(qg_run *r)
 
 static void served_later(void *arg)
 {
-    served(arg);
+    qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    served(r);
+    qgp_log_tag_set(old);
 }
 
 /* The pool's lock is held: only pass the news to the loop. */
@@ -396,9 +417,18 @@ static void attempt(qg_run *r)
     }
 }
 
+static void timer_over(qg_run *r);
+
 static void on_timer(void *arg)
 {
     qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    timer_over(r);
+    qgp_log_tag_set(old);
+}
+
+static void timer_over(qg_run *r)
+{
     switch (r->state) {
     case RUN_WAITING:
         if (qgp_pool_leave(r->m, &r->w, true, &r->e)) {
@@ -447,9 +477,12 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
     set_state(r, RUN_STARTING);
     if (out)
         *out = r;
+    r->log_tag = spec->log_tag;
+    const char *old = qgp_log_tag_set(r->log_tag);
     r->in_start = true;
     attempt(r);
     r->in_start = false;
+    qgp_log_tag_set(old);
     return true;
 }
 

@@ -68,6 +68,12 @@ void qgp_trip_item(struct qgp_trip *t, enum qgp_part_kind kind, void *item, bool
     add(t, kind, item, ok);
 }
 
+void qgp_trip_param(struct qgp_trip *t, const char *sql, const char *value)
+{
+    add(t, QGP_PART_COMMAND, NULL,
+        t->sent && PQsendQueryParams(t->c->pg, sql, 1, NULL, &value, NULL, NULL, 0));
+}
+
 /* A part that could not be queued: as a connection lost while sending. */
 static void send_failed(struct qgp_trip *t)
 {
@@ -220,6 +226,8 @@ enum qgp_wait qgp_trip_step(struct qgp_trip *t, bool readable)
 int qgp_wait_socket(PGconn *pg, enum qgp_wait w, double deadline)
 {
     struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (w == QGP_WAIT_WRITE ? POLLOUT : 0)};
+    if (p.fd < 0)
+        return -1;
     for (;;) {
         int ms = -1;
         if (deadline > 0) {

@@ -72,6 +72,8 @@ void qgp_trip_begin(struct qgp_trip *t, qg_conn *c, qgp_trip_take_fn take, void 
                     qg_error *err);
 /* Queues a statement of ours without parameters: COMMAND, END, RESET, AUDIT or PING. */
 void qgp_trip_text(struct qgp_trip *t, enum qgp_part_kind kind, const char *sql);
+/* Queues a COMMAND of ours with one text parameter, $1 = value (copied by libpq). */
+void qgp_trip_param(struct qgp_trip *t, const char *sql, const char *value);
 /* Queues part p (kind PREPARE, DESCRIBE or STATEMENT) with its own libpq call already made:
    ok is that call's return value. */
 void qgp_trip_item(struct qgp_trip *t, enum qgp_part_kind kind, void *item, bool ok);

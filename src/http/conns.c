@@ -22,6 +22,7 @@ struct qgh_conns {
     pthread_cond_t wake;
     struct qgh_conn *head;
     int open;             /* connections past the accept check */
+    int reserved;         /* admitted, not yet open (see qgh_conns_admit) */
     long long refused;    /* since the last log line */
     double refused_logged;
     bool stopping;
@@ -107,11 +108,31 @@ void qgh_conns_free(qgh_conns *g)
     free(g);
 }
 
+/*
+ * NOTE: the HTTP threads accept at the same time, so the accept check reserves
+ * the slot until the connection opens: libmicrohttpd calls both on the accepting
+ * thread, one right after the other. A reservation still held at this thread's
+ * next check belongs to a connection that never opened (out of memory, TLS).
+ */
+static _Thread_local qgh_conns *reserved_here;
+
+static void unreserve(qgh_conns *g)
+{
+    if (reserved_here == g) {
+        g->reserved--;
+        reserved_here = NULL;
+    }
+}
+
 bool qgh_conns_admit(qgh_conns *g)
 {
     pthread_mutex_lock(&g->lock);
-    bool ok = g->open < g->max;
-    if (!ok) {
+    unreserve(g);
+    bool ok = g->open + g->reserved < g->max;
+    if (ok) {
+        g->reserved++;
+        reserved_here = g;
+    } else {
         g->refused++;
         /* At most one line every 10 s: a flood must not flood the log too. */
         double now = qg_now();
@@ -131,6 +152,7 @@ struct qgh_conn *qgh_conns_open(qgh_conns *g, int fd)
 {
     struct qgh_conn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
     pthread_mutex_lock(&g->lock);
+    unreserve(g);
     g->open++;
     if (c) {
         c->fd = fd;

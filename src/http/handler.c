@@ -1,6 +1,8 @@
 /* The helpers every handler uses: which pool runs a request, and who asks. */
 #include "auth.h"
 #include "handler.h"
+#include "log.h"
+#include "reply.h"
 
 qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call,
                           qg_manager **out, qg_error *err)
@@ -14,4 +16,21 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
 uint64_t qgh_caller(const struct qgh_call *call)
 {
     return call->who ? call->who->caller : 0;
+}
+
+void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err,
+                         const char *what, bool with_index)
+{
+    qg_error e;
+    qg_error_clear(&e);
+    if (err)
+        e = *err;
+    if (e.status == QG_OK)
+        qg_error_set(&e, s, "%s", what);
+    if (!with_index)
+        e.statement_index = -1;
+    /* A run ends on a loop that serves many requests: name this one in the log. */
+    qgh_log_request(call->request_id);
+    qgh_reply_error_as(call->reply, &e, call->who);
+    qgh_log_request(NULL);
 }

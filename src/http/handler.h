@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "querygate/querygate.h"
+#include "querygate/run.h"
 
 struct qgh_auth;
-struct qgh_cancel;
 struct qgh_metrics;
 struct qgh_principal;
 struct qgh_reply;
@@ -29,9 +29,16 @@ struct qgh_call {
     const char *request_id;
     const struct qgh_principal *who; /* what its API key allows */
     struct qgh_reply *reply;
-    struct qgh_cancel *cancel; /* for qgh_exec; NULL for handlers run inline */
+    /* For QGH_RUNS routes (router.h), else NULL: */
+    qg_loop *loop;  /* the request's loop, where its run runs and finish is called */
+    qg_run *run;    /* the run in flight, set by the handler, NULL once it is done:
+                       the server cancels it when the client leaves */
+    /* Called exactly once, on loop, when reply holds the answer (inside the
+       handler too, when it answers without a run). */
+    void (*finish)(struct qgh_call *call);
 };
 
+/* Fills call->reply; a QGH_RUNS route starts its run and calls call->finish instead. */
 typedef void (*qgh_handler)(const struct qgh_ctx *ctx, struct qgh_call *call);
 
 /* The pool a request's statements run on: the key's role's, else ctx->m. */
@@ -39,5 +46,9 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
                           qg_manager **out, qg_error *err) QG_MUSTCHECK;
 /* Who asks, for qg_tx_options.caller: callers never share prepared statements. */
 uint64_t qgh_caller(const struct qgh_call *call);
+/* A run's failure s (err may be NULL or say nothing: then `what` failed) into call->reply,
+   as the caller may see it; with_index false drops statement_index (no batch). */
+void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err,
+                         const char *what, bool with_index);
 
 #endif

@@ -25,8 +25,6 @@ struct qgh_metrics {
     atomic_ullong *hist;     /* [endpoint][bucket], the last bucket +Inf; not cumulative */
     atomic_ullong *sum_ns;   /* [endpoint] */
     atomic_ullong db_errors[NCLASS * NCLASS];
-    atomic_ullong qwait[NBUCKETS + 1]; /* worker queue wait, not cumulative */
-    atomic_ullong qwait_sum_ns;
 };
 
 qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
@@ -95,11 +93,6 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
         if (a >= 0 && c >= 0)
             atomic_fetch_add_explicit(&mt->db_errors[a * NCLASS + c], 1, memory_order_relaxed);
     }
-}
-
-void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds)
-{
-    observe(mt->qwait, &mt->qwait_sum_ns, seconds);
 }
 
 static unsigned long long load(atomic_ullong *v)
@@ -176,11 +169,6 @@ static void render_histograms(qgh_metrics *mt, qg_buf *out)
                         "# TYPE %s histogram\n", name, name);
     for (size_t e = 0; e < mt->n; e++)
         render_hist(out, name, mt->names[e], &mt->hist[e * (NBUCKETS + 1)], &mt->sum_ns[e]);
-    static const char qname[] = "querygate_http_queue_wait_seconds";
-    qg_buf_printf(out, "# HELP %s Time requests that use the database waited for a worker "
-                        "(the pool wait of the access log).\n# TYPE %s histogram\n",
-                   qname, qname);
-    render_hist(out, qname, NULL, mt->qwait, &mt->qwait_sum_ns);
 }
 
 static void metric(qg_buf *out, const char *name, const char *type, const char *help,
@@ -204,12 +192,12 @@ static void render_pool(qg_manager *m, qg_buf *out)
     gauge(out, "querygate_pool_idle", "Open connections waiting in the pool.", ps.idle);
     gauge(out, "querygate_pool_overflow", "Open connections beyond the pool size.", ps.overflow);
     gauge(out, "querygate_pool_waiting",
-          "Requests waiting for a connection, in the pool or for a worker.", ps.waiting);
+          "Requests waiting for a connection.", ps.waiting);
     metric(out, "querygate_pool_connects_total", "counter", "Connections opened.", ps.connects);
     metric(out, "querygate_pool_recycles_total", "counter",
            "Connections replaced for age or a failed pre-ping.", ps.recycles);
     metric(out, "querygate_pool_timeouts_total", "counter",
-           "Waits for a connection or a worker that gave up (503 pool_timeout).", ps.timeouts);
+           "Waits for a connection that gave up (503 pool_timeout).", ps.timeouts);
     metric(out, "querygate_pool_errors_total", "counter", "Failed connection attempts.",
            ps.errors);
     metric(out, "querygate_db_retries_total", "counter", "Transactions run again.", ps.retries);

@@ -11,8 +11,6 @@ qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
 void qgh_metrics_free(qgh_metrics *mt);
 void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
                        const char *sqlstate);
-/* A worker route's wait in the worker queue (the access log's pool wait). */
-void qgh_metrics_queue_wait(qgh_metrics *mt, double seconds);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 

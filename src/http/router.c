@@ -9,19 +9,20 @@
 #include "routes.h"
 
 /*
- * Every endpoint of the contract. GET routes answer HEAD too. QGH_WORKER
- * routes may wait on the database, so they never run on the event thread.
+ * Every endpoint of the contract. GET routes answer HEAD too. Routes that use
+ * the database never block an event loop: statements run with qg_run
+ * (QGH_RUNS), health checks on a helper thread (QGH_BLOCKS).
  * NOTE: /health/live and /health/ready stay open for load balancers; ready
  * shows details only to an admin key (routes_health.c). /openapi.json is open too.
  */
 static const struct qgh_route routes[] = {
-    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_READ},
-    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
-    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
-    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_WORKER, QGH_SCOPE_WRITE},
-    {"GET", "/health", qgh_route_health, QGH_WORKER, QGH_SCOPE_ADMIN},
+    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_READ},
+    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
+    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
+    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
+    {"GET", "/health", qgh_route_health, QGH_BLOCKS, QGH_SCOPE_ADMIN},
     {"GET", "/health/live", qgh_route_live, 0, 0},
-    {"GET", "/health/ready", qgh_route_ready, QGH_WORKER, 0},
+    {"GET", "/health/ready", qgh_route_ready, QGH_BLOCKS, 0},
     {"GET", "/pool", qgh_route_pool, 0, QGH_SCOPE_ADMIN},
     {"GET", "/metrics", qgh_route_metrics, 0, QGH_SCOPE_ADMIN},
     {"GET", "/openapi.json", qgh_route_openapi, 0, 0},

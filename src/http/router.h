@@ -13,7 +13,8 @@ struct qgh_reply;
 
 enum qgh_route_flags {
     QGH_JSON_BODY = 1, /* POST with a JSON body (415 otherwise) */
-    QGH_WORKER = 2     /* runs on a worker thread: it may block on the database */
+    QGH_RUNS = 2,      /* runs statements with qg_run on the request's loop (see qgh_call) */
+    QGH_BLOCKS = 4     /* waits on the database otherwise: runs on a helper thread */
 };
 
 struct qgh_route {

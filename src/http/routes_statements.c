@@ -1,40 +1,32 @@
-/* POST /query, /update, /insert: one statement (or a batch) in one transaction. */
+/* POST /query, /update, /insert: one statement (or a batch) in one transaction, run with qg_run. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cancel.h"
 #include "handler.h"
 #include "reply.h"
 #include "request.h"
 #include "routes.h"
 
-/* What one transaction attempt produced; reset at the start of each attempt. */
+enum kind { QUERY, UPDATE, INSERT };
+
+/* One request's statement while it runs; freed by its end. */
 struct run {
-    const struct qgh_statement *st;
-    struct qgh_cancel *cancel;
-    struct qg_exec_options opt;
-    bool collect;          /* /insert: keep RETURNING rows and the id */
-    qg_result *res;        /* /query's result */
+    struct qgh_call *call;
+    enum kind kind;
+    struct qgh_statement st;
+    const char **sql; /* st.sql once per parameter set */
     long long affected;
-    qg_buf rows;          /* row objects joined by commas, no brackets */
-    char *id;              /* JSON of the first RETURNING row's first value */
+    qg_buf rows;      /* row objects joined by commas, no brackets */
+    char *id;         /* JSON of the first RETURNING row's first value */
 };
 
-static void run_reset(struct run *r)
+static void run_free(struct run *r)
 {
-    qg_result_free(r->res);
-    r->res = NULL;
-    r->affected = 0;
+    qgh_statement_free(&r->st);
+    free(r->sql);
     qg_buf_free(&r->rows);
     free(r->id);
-    r->id = NULL;
-}
-
-static qg_status run_query(qg_conn *c, void *arg, qg_error *err)
-{
-    struct run *r = arg;
-    run_reset(r);
-    return qgh_exec(r->cancel, c, r->st->sql, r->st->sets[0], &r->opt, &r->res, err);
+    free(r);
 }
 
 /* Adds a result's rows ("[{...},{...}]") to the concatenation. */
@@ -59,48 +51,17 @@ static qg_status collect_rows(struct run *r, const qg_result *res, qg_error *err
     return QG_OK;
 }
 
-static qg_status run_writes(qg_conn *c, void *arg, qg_error *err)
-{
-    struct run *r = arg;
-    run_reset(r);
-    size_t n = r->st->nsets;
-    const char **sql = calloc(n, sizeof *sql);
-    qg_result **res = calloc(n, sizeof *res);
-    if (!sql || !res) {
-        free(sql);
-        free(res);
-        return qg_error_set(err, QG_ERR_INTERNAL, "out of memory running the batch");
-    }
-    for (size_t i = 0; i < n; i++)
-        sql[i] = r->st->sql;
-    /* The whole batch in one pipeline; the core caps the RETURNING rows' sum. */
-    qg_status s = qgh_exec_many(r->cancel, c, n, sql, (const qg_params *const *)r->st->sets,
-                                &r->opt, res, err);
-    if (s != QG_OK && !r->st->batch && err)
-        err->statement_index = -1;
-    for (size_t i = 0; i < n && s == QG_OK; i++) {
-        r->affected += qg_result_affected_rows(res[i]);
-        if (r->collect)
-            s = collect_rows(r, res[i], err);
-    }
-    for (size_t i = 0; i < n; i++)
-        qg_result_free(res[i]);
-    free(res);
-    free(sql);
-    return s;
-}
-
-static void answer_query(struct run *r, struct qgh_reply *rep)
+static void answer_query(const qg_result *res, struct qgh_reply *rep)
 {
     size_t rows_len, cols_len;
-    const char *rows = qg_result_rows_json(r->res, &rows_len);
-    const char *cols = qg_result_columns_json(r->res, &cols_len);
+    const char *rows = qg_result_rows_json(res, &rows_len);
+    const char *cols = qg_result_columns_json(res, &cols_len);
     qg_buf b;
     qg_buf_init(&b);
     qg_buf_reserve(&b, rows_len + cols_len + 64);
     qg_buf_puts(&b, "{\"rows\":");
     qg_buf_append(&b, rows ? rows : "[]", rows ? rows_len : 2);
-    qg_buf_printf(&b, ",\"row_count\":%lld,\"columns\":", qg_result_row_count(r->res));
+    qg_buf_printf(&b, ",\"row_count\":%lld,\"columns\":", qg_result_row_count(res));
     qg_buf_append(&b, cols ? cols : "[]", cols ? cols_len : 2);
     qg_buf_puts(&b, "}");
     qgh_reply_json(rep, 200, &b);
@@ -111,7 +72,7 @@ static void answer_writes(struct run *r, struct qgh_reply *rep)
     qg_buf b;
     qg_buf_init(&b);
     qg_buf_printf(&b, "{\"affected_rows\":%lld", r->affected);
-    if (r->collect) {
+    if (r->kind == INSERT) {
         qg_buf_printf(&b, ",\"id\":%s,\"rows\":[", r->id ? r->id : "null");
         qg_buf_append(&b, r->rows.data ? r->rows.data : "", r->rows.len);
         qg_buf_puts(&b, "]");
@@ -120,39 +81,82 @@ static void answer_writes(struct run *r, struct qgh_reply *rep)
     qgh_reply_json(rep, 200, &b);
 }
 
-enum kind { QUERY, UPDATE, INSERT };
+/* /query is never a batch, and one statement has no index to name. */
+static void answer_error(struct run *r, qg_status s, const qg_error *err)
+{
+    qgh_reply_run_error(r->call, s, err, "the statement failed", r->st.batch);
+}
+
+static void run_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
+{
+    struct run *r = arg;
+    struct qgh_call *call = r->call;
+    call->run = NULL;
+    qg_error cerr;
+    qg_error_clear(&cerr);
+    if (s == QG_OK && r->kind == QUERY) {
+        answer_query(results[0], call->reply);
+    } else if (s == QG_OK) {
+        for (size_t i = 0; i < r->st.nsets && s == QG_OK; i++) {
+            r->affected += qg_result_affected_rows(results[i]);
+            if (r->kind == INSERT)
+                s = collect_rows(r, results[i], &cerr);
+        }
+        if (s == QG_OK)
+            answer_writes(r, call->reply);
+        else
+            answer_error(r, s, &cerr);
+    } else {
+        answer_error(r, s, err);
+    }
+    run_free(r);
+    call->finish(call);
+}
 
 static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, enum kind kind)
 {
     qg_error err;
     qg_error_clear(&err);
-    struct qgh_statement st;
-    if (qgh_parse_statement(call->body, call->len, kind != QUERY,
-                            ctx->cfg->numbers_as_strings, &st, &err) != QG_OK) {
-        qgh_reply_error(call->reply, &err);
-        qgh_statement_free(&st);
+    struct run *r = calloc(1, sizeof *r);
+    if (!r) {
+        qgh_reply_fail(call->reply, "internal_error", "out of memory starting the statement");
+        call->finish(call);
         return;
     }
-    struct run r = {.st = &st, .cancel = call->cancel, .collect = kind == INSERT};
-    r.opt.numbers_as_strings = st.numbers_as_strings;
-    r.opt.last = true; /* one round trip: BEGIN, the statement(s), ROLLBACK or COMMIT */
-    struct qg_tx_options opt = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
-                                .caller = qgh_caller(call)};
-    qg_manager *m;
-    qg_status s = qgh_manager_for(ctx, call, &m, &err);
-    if (s == QG_OK)
-        s = qg_transaction(m, &opt, kind == QUERY ? run_query : run_writes, &r, &err);
+    r->call = call;
+    r->kind = kind;
+    qg_status s = qgh_parse_statement(call->body, call->len, kind != QUERY,
+                                      ctx->cfg->numbers_as_strings, &r->st, &err);
     if (s != QG_OK) {
-        if (err.status == QG_OK)
-            qg_error_set(&err, s, "the statement failed");
-        qgh_reply_error_as(call->reply, &err, call->who);
-    } else if (kind == QUERY) {
-        answer_query(&r, call->reply);
-    } else {
-        answer_writes(&r, call->reply);
+        qgh_reply_error(call->reply, &err);
+        run_free(r);
+        call->finish(call);
+        return;
     }
-    run_reset(&r);
-    qgh_statement_free(&st);
+    size_t n = r->st.nsets;
+    r->sql = calloc(n, sizeof *r->sql);
+    for (size_t i = 0; r->sql && i < n; i++)
+        r->sql[i] = r->st.sql;
+    /* /update and /insert: the statement once per parameter set, all in one transaction. */
+    struct qg_run_spec spec = {
+        .n = n,
+        .sql = r->sql,
+        .params = (const qg_params *const *)r->st.sets,
+        .tx = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
+               .caller = qgh_caller(call)},
+        .numbers_as_strings = r->st.numbers_as_strings,
+        .log_tag = call->request_id,
+    };
+    qg_manager *m = NULL;
+    s = r->sql ? qgh_manager_for(ctx, call, &m, &err)
+               : qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the statement");
+    if (s == QG_OK && !qg_run_start(call->loop, m, &spec, run_done, r, &call->run))
+        s = qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the statement");
+    if (s != QG_OK) {
+        answer_error(r, s, &err);
+        run_free(r);
+        call->finish(call);
+    }
 }
 
 void qgh_route_query(const struct qgh_ctx *ctx, struct qgh_call *call)

@@ -1,19 +1,27 @@
-/* POST /transaction: several statements, in order, all or nothing. */
+/* POST /transaction: several statements, in order, all or nothing, run with qg_run. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cancel.h"
 #include "handler.h"
 #include "reply.h"
 #include "request.h"
 #include "routes.h"
 
+/* One request's transaction while it runs; freed by its end. */
 struct tx_run {
-    const struct qgh_tx_body *tx;
-    struct qgh_cancel *cancel;
-    struct qg_exec_options opt;
-    qg_buf out; /* the results array's elements, comma-joined */
+    struct qgh_call *call;
+    struct qgh_tx_body tx;
+    const char **sql;
+    const qg_params **params;
 };
+
+static void tx_run_free(struct tx_run *t)
+{
+    qgh_tx_body_free(&t->tx);
+    free(t->sql);
+    free(t->params);
+    free(t);
+}
 
 static void append_result(qg_buf *b, const qg_result *res)
 {
@@ -29,70 +37,76 @@ static void append_result(qg_buf *b, const qg_result *res)
     qg_buf_printf(b, ",\"row_count\":%lld}", qg_result_row_count(res));
 }
 
-/* May run more than once (the core retries whole transactions): starts afresh. */
-static qg_status run_tx(qg_conn *c, void *arg, qg_error *err)
+static void answer_error(struct tx_run *t, qg_status s, const qg_error *err)
+{
+    qgh_reply_run_error(t->call, s, err, "the transaction failed", true);
+}
+
+static void tx_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
 {
     struct tx_run *t = arg;
-    qg_buf_free(&t->out);
-    size_t n = t->tx->n;
-    const char **sql = calloc(n, sizeof *sql);
-    const qg_params **params = calloc(n, sizeof *params);
-    qg_result **res = calloc(n, sizeof *res);
-    qg_status s = QG_OK;
-    if (!sql || !params || !res)
-        s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory running the transaction");
-    for (size_t i = 0; i < n && s == QG_OK; i++) {
-        sql[i] = t->tx->stmts[i].sql;
-        params[i] = t->tx->stmts[i].params;
+    struct qgh_call *call = t->call;
+    call->run = NULL;
+    if (s == QG_OK) {
+        qg_buf b;
+        qg_buf_init(&b);
+        qg_buf_puts(&b, "{\"results\":[");
+        qg_buf out;
+        qg_buf_init(&out);
+        for (size_t i = 0; i < t->tx.n; i++)
+            append_result(&out, results[i]);
+        qg_buf_append(&b, out.data ? out.data : "", out.len);
+        qg_buf_puts(&b, "]}");
+        if (out.oom)
+            b.oom = true;
+        qg_buf_free(&out);
+        qgh_reply_json(call->reply, 200, &b);
+    } else {
+        answer_error(t, s, err);
     }
-    /* All statements in one pipeline; the core caps the sum of their rows. */
-    if (s == QG_OK)
-        s = qgh_exec_many(t->cancel, c, n, sql, params, &t->opt, res, err);
-    for (size_t i = 0; i < n && s == QG_OK; i++) {
-        append_result(&t->out, res[i]);
-        if (t->out.oom)
-            s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the results");
-    }
-    for (size_t i = 0; res && i < n; i++)
-        qg_result_free(res[i]);
-    free(res);
-    free(params);
-    free(sql);
-    return s;
+    tx_run_free(t);
+    call->finish(call);
 }
 
 void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
     qg_error err;
     qg_error_clear(&err);
-    struct qgh_tx_body tx;
-    if (qgh_parse_transaction(call->body, call->len, ctx->cfg->numbers_as_strings, &tx, &err) !=
-        QG_OK) {
-        qgh_reply_error(call->reply, &err);
-        qgh_tx_body_free(&tx);
+    struct tx_run *t = calloc(1, sizeof *t);
+    if (!t) {
+        qgh_reply_fail(call->reply, "internal_error", "out of memory starting the transaction");
+        call->finish(call);
         return;
     }
-    struct tx_run t = {.tx = &tx, .cancel = call->cancel};
-    t.opt.numbers_as_strings = tx.numbers_as_strings;
-    t.opt.last = true;
-    qg_buf_init(&t.out);
-    tx.opt.caller = qgh_caller(call);
-    qg_manager *m;
-    qg_status s = qgh_manager_for(ctx, call, &m, &err);
-    if (s == QG_OK)
-        s = qg_transaction(m, &tx.opt, run_tx, &t, &err);
+    t->call = call;
+    qg_status s = qgh_parse_transaction(call->body, call->len, ctx->cfg->numbers_as_strings,
+                                        &t->tx, &err);
     if (s != QG_OK) {
-        if (err.status == QG_OK)
-            qg_error_set(&err, s, "the transaction failed");
-        qgh_reply_error_as(call->reply, &err, call->who);
-    } else {
-        qg_buf b;
-        qg_buf_init(&b);
-        qg_buf_puts(&b, "{\"results\":[");
-        qg_buf_append(&b, t.out.data ? t.out.data : "", t.out.len);
-        qg_buf_puts(&b, "]}");
-        qgh_reply_json(call->reply, 200, &b);
+        qgh_reply_error(call->reply, &err);
+        tx_run_free(t);
+        call->finish(call);
+        return;
     }
-    qg_buf_free(&t.out);
-    qgh_tx_body_free(&tx);
+    size_t n = t->tx.n;
+    t->sql = calloc(n, sizeof *t->sql);
+    t->params = calloc(n, sizeof *t->params);
+    for (size_t i = 0; t->sql && t->params && i < n; i++) {
+        t->sql[i] = t->tx.stmts[i].sql;
+        t->params[i] = t->tx.stmts[i].params;
+    }
+    t->tx.opt.caller = qgh_caller(call);
+    struct qg_run_spec spec = {.n = n, .sql = t->sql, .params = t->params, .tx = t->tx.opt,
+                               .numbers_as_strings = t->tx.numbers_as_strings,
+                               .log_tag = call->request_id};
+    qg_manager *m = NULL;
+    s = t->sql && t->params
+            ? qgh_manager_for(ctx, call, &m, &err)
+            : qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the transaction");
+    if (s == QG_OK && !qg_run_start(call->loop, m, &spec, tx_done, t, &call->run))
+        s = qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the transaction");
+    if (s != QG_OK) {
+        answer_error(t, s, &err);
+        tx_run_free(t);
+        call->finish(call);
+    }
 }

@@ -1,35 +1,36 @@
-/* The libmicrohttpd daemon: TLS, per-request state, body limits, hand-off to workers, drain and stop. */
-#include <arpa/inet.h>
+/*
+ * Requests on the libmicrohttpd daemons (one per HTTP thread, loops.c):
+ * per-request state, body limits, statements run on the request's own loop,
+ * clients that leave, drain and stop.
+ */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
-#include "cancel.h"
 #include "conns.h"
 #include "cors.h"
 #include "early.h"
 #include "handler.h"
 #include "log.h"
+#include "loops.h"
 #include "metrics.h"
 #include "reply.h"
 #include "reqid.h"
 #include "router.h"
 #include "server.h"
+#include "tls.h"
 #include "trace.h"
-#include "watch.h"
-#include "workers.h"
 
 /*
  * Per connection, for the request line and headers, and the read buffer for
@@ -49,32 +50,29 @@
  */
 #define LINGER_S 5.0
 #define LINGER_BYTES (16 * 1024 * 1024)
-/* TLS_CERT_FILE and TLS_KEY_FILE larger than this are not PEM files we want. */
-#define MAX_PEM_BYTES (1024 * 1024)
 
 struct qg_server {
     struct qgh_ctx ctx;
-    qgh_workers *workers;
     qgh_cors *cors;
     qgh_conns *conns;
-    qgh_watch *watch;
-    struct MHD_Daemon *daemon;
-    int port;
+    qgh_loops *loops;
+    const struct MHD_OptionItem *tls; /* while the daemons start: TLS's options, or NULL */
     atomic_bool draining;
     atomic_bool unready;  /* SHUTDOWN_DELAY: /health/ready says 503, the rest is served */
     atomic_int open_requests; /* request states not yet freed */
+    atomic_int open_runs;     /* requests whose answer a run or a helper thread still owes */
+    atomic_bool closing;      /* the HTTP threads are about to stop: nothing more may start */
 };
 
 /* Where a request is in its life. */
 enum req_state {
-    REQ_BODY,   /* headers seen; the body (if any) is arriving */
-    REQ_QUEUED, /* connection suspended: waiting for or running on a worker */
-    REQ_DONE,   /* a reply is ready to queue */
-    REQ_SENT    /* the reply is queued; waiting for completion */
+    REQ_BODY,    /* headers seen; the body (if any) is arriving */
+    REQ_RUNNING, /* connection suspended: its run, or a helper thread, works for it */
+    REQ_DONE,    /* a reply is ready to queue */
+    REQ_SENT     /* the reply is queued; waiting for completion */
 };
 
 struct request {
-    struct qgh_job job; /* first member: the worker pool hands it back */
     qg_server *srv;
     struct MHD_Connection *conn;
     struct qgh_conn *guard;       /* the connection's deadline; may be NULL */
@@ -86,8 +84,6 @@ struct request {
     bool early;   /* the answer went out before the body ended: close once it stops */
     size_t discarded;
     double start;
-    double queued_at; /* 0 unless it went to the worker queue */
-    double wait_s;    /* time in the worker queue: the pool wait */
     char method[16];
     char path[256];
     char request_id[QGH_REQUEST_ID_MAX + 1];
@@ -95,8 +91,11 @@ struct request {
     struct qgh_principal who;
     qg_buf body;
     struct qgh_reply reply;
-    struct qgh_cancel cancel;       /* the client hung up: cancel what runs */
-    struct qgh_watch_entry watch;
+    struct qgh_call call;   /* what the handler got; lives while its run does */
+    qg_loop_io *hangup;     /* the client's socket, watched while its run is in flight */
+    bool gone;              /* the client closed or shut down its side */
+    bool cancelled;         /* ... while its run was in flight: it was cancelled */
+    bool in_handler;        /* the handler runs: a finish now has nothing to resume */
 };
 
 /* Every decided request is counted and logged here, once: when queued, or when its client left first. */
@@ -106,13 +105,10 @@ static void count_and_log(qg_server *s, struct request *r)
     r->state = REQ_SENT;
     double secs = qg_now() - r->start;
     qgh_metrics_count(s->ctx.metrics, r->endpoint, rep->status, secs, rep->sqlstate);
-    if (r->queued_at > 0)
-        qgh_metrics_queue_wait(s->ctx.metrics, r->wait_s);
     if (rep->status == 500)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
-    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->wait_s * 1000.0,
-                   r->request_id, r->trace_id);
+    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->request_id, r->trace_id);
 }
 
 static void add_header(void *arg, const char *name, const char *value)
@@ -155,13 +151,6 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
     return ok;
 }
 
-/* Called on a worker, or by the expirer: r may be freed as soon as the connection resumes. */
-static void job_done(struct request *r)
-{
-    r->state = REQ_DONE;
-    MHD_resume_connection(r->conn);
-}
-
 /* For the log and the metrics; only a client that half-closed its side may still read it. */
 static void client_gone_reply(struct qgh_reply *rep)
 {
@@ -170,33 +159,27 @@ static void client_gone_reply(struct qgh_reply *rep)
                    "nothing it ran was committed");
 }
 
-static void job_run(struct qgh_job *job)
+/* True when the peer of socket fd closed or shut down its side (no wait). */
+static bool client_gone(int fd)
 {
-    struct request *r = (struct request *)job;
-    qg_server *s = r->srv;
-    r->wait_s = qg_now() - r->queued_at;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static int client_fd(struct MHD_Connection *c)
+{
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? (int)ci->connect_fd : -1;
-    bool watched = false;
-    if (fd >= 0 && qgh_client_gone(fd)) {
-        atomic_store(&r->cancel.gone, true); /* left while queued: nothing to run */
-    } else if (fd >= 0) {
-        qgh_watch_add(s->watch, &r->watch, fd, &r->cancel);
-        watched = true;
-    }
-    struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                            &r->who, &r->reply, &r->cancel};
-    qgh_log_request(r->request_id);
-    if (!atomic_load(&r->cancel.gone))
-        r->route->handler(&s->ctx, &call);
-    qgh_log_request(NULL);
-    if (watched)
-        qgh_watch_remove(s->watch, &r->watch);
-    /* 499 only for what the client's leaving cancelled, or kept from running: any other
-       outcome (a committed write's 200, a 503 "outcome": "unknown") is logged as it was. */
-    if (atomic_load(&r->cancel.gone)) {
-        bool cancelled = atomic_load(&r->cancel.cancelled) && r->reply.code &&
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+/* The answer as it is logged and counted: 499 only for what the client's leaving cancelled,
+   or kept from running; any other outcome (a committed write's 200, a 503 "outcome":
+   "unknown") keeps its status. */
+static void settle(struct request *r)
+{
+    if (r->gone) {
+        bool cancelled = r->cancelled && r->reply.code &&
                          !strcmp(r->reply.code, "statement_timeout");
         if (r->reply.status == 0 || cancelled)
             client_gone_reply(&r->reply);
@@ -204,21 +187,112 @@ static void job_run(struct qgh_job *job)
     }
     if (!r->reply.status)
         qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
-    job_done(r);
 }
 
-static void job_expire(struct qgh_job *job, qg_status why)
+/* call->finish, on the request's loop: its answer is ready. */
+static void finish(struct qgh_call *call)
 {
-    struct request *r = (struct request *)job;
-    r->wait_s = qg_now() - r->queued_at;
-    if (why == QG_ERR_POOL_TIMEOUT)
-        qgh_reply_fail(&r->reply, "pool_timeout",
-                       "no database worker became free within %g s (DB_POOL_TIMEOUT); "
-                       "retry later or raise HTTP_THREADS / DB_POOL_SIZE",
-                       r->srv->ctx.cfg->pool_timeout_s);
-    else
-        qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
-    job_done(r);
+    struct request *r = (struct request *)((char *)call - offsetof(struct request, call));
+    if (r->hangup)
+        qg_loop_io_free(r->hangup);
+    r->hangup = NULL;
+    settle(r);
+    r->state = REQ_DONE;
+    atomic_fetch_sub(&r->srv->open_runs, 1);
+    if (!r->in_handler) {
+        MHD_resume_connection(r->conn);
+        qgh_loops_resumed();
+    }
+}
+
+/*
+ * NOTE: libmicrohttpd does not look at a suspended connection, so nobody would
+ * see its client leave until the run ends. The loop watches the socket for
+ * EPOLLRDHUP (peer closed or shut down its side; pipelined bytes do not wake
+ * it) and cancels the run. A client that half-closes and still waits for its
+ * answer counts as gone, as in nginx.
+ */
+static void on_hangup(void *arg, unsigned events)
+{
+    struct request *r = arg;
+    (void)events;
+    qg_loop_io_set(r->hangup, 0); /* level-triggered: once is enough */
+    r->gone = true;
+    if (r->call.run) {
+        r->cancelled = true;
+        qg_run_cancel(r->call.run);
+    }
+}
+
+/*
+ * Counts a request that will be answered later; false once the server is
+ * closing. NOTE: counted before closing is read, while qg_server_stop sets
+ * closing before it reads the count: one of the two sees the other.
+ */
+static bool open_run(qg_server *s, struct request *r)
+{
+    atomic_fetch_add(&s->open_runs, 1);
+    if (!atomic_load(&s->closing))
+        return true;
+    atomic_fetch_sub(&s->open_runs, 1);
+    qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
+    return false;
+}
+
+/* A QGH_RUNS route: the handler starts a run on this loop, whose end calls finish. */
+static enum MHD_Result start_run(qg_server *s, struct request *r)
+{
+    int fd = client_fd(r->conn);
+    if (client_gone(fd)) { /* left while its body was read: nothing to run */
+        r->gone = true;
+        settle(r);
+        return send_reply(s, r);
+    }
+    if (!open_run(s, r))
+        return send_reply(s, r);
+    r->call.loop = qg_loop_current();
+    r->call.finish = finish;
+    r->in_handler = true;
+    qgh_log_request(r->request_id);
+    r->route->handler(&s->ctx, &r->call);
+    qgh_log_request(NULL);
+    r->in_handler = false;
+    if (r->state == REQ_DONE) /* answered without a run */
+        return send_reply(s, r);
+    if (fd >= 0)
+        r->hangup = qg_loop_io_new(r->call.loop, fd, QG_LOOP_HUP, on_hangup, r);
+    r->state = REQ_RUNNING;
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
+}
+
+static void offloaded(void *arg)
+{
+    struct request *r = arg;
+    qgh_log_request(r->request_id);
+    r->route->handler(&r->srv->ctx, &r->call);
+    qgh_log_request(NULL);
+}
+
+static void offload_done(void *arg)
+{
+    struct request *r = arg;
+    finish(&r->call);
+}
+
+/* A QGH_BLOCKS route: its handler runs on a helper thread, its answer goes out from here. */
+static enum MHD_Result start_offload(qg_server *s, struct request *r)
+{
+    if (!open_run(s, r))
+        return send_reply(s, r);
+    if (!qg_loop_offload(qg_loop_current(), offloaded, offload_done, r)) {
+        atomic_fetch_sub(&s->open_runs, 1);
+        qgh_reply_fail(&r->reply, "internal_error", "cannot start a helper thread");
+        return send_reply(s, r);
+    }
+    r->state = REQ_RUNNING;
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
 }
 
 /* NOTE: parameter values reach the log only when asked for twice: DB_ECHO and LOG_LEVEL=debug. */
@@ -232,41 +306,19 @@ static void echo_body(qg_server *s, struct request *r)
     qgh_log_request(NULL);
 }
 
-/* The pool whose `waiting` a queued request counts in: its key's role's, else the main one. */
-static qg_manager *queue_pool(qg_server *s, const struct request *r)
-{
-    struct qgh_call call = {.who = &r->who};
-    qg_manager *m = NULL;
-    if (qgh_manager_for(&s->ctx, &call, &m, NULL) != QG_OK || !m)
-        m = s->ctx.m;
-    return m;
-}
-
-/* The body is complete: answer inline, or suspend and hand it to a worker. */
+/* The body is complete: answer inline, or suspend until the answer is ready. */
 static enum MHD_Result run(qg_server *s, struct request *r)
 {
-    if (!(r->route->flags & QGH_WORKER)) {
-        struct qgh_call call = {r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                                &r->who, &r->reply, NULL};
-        r->route->handler(&s->ctx, &call);
+    r->call = (struct qgh_call){r->body.data ? r->body.data : "", r->body.len, r->request_id,
+                                &r->who, &r->reply, NULL, NULL, NULL};
+    if (!(r->route->flags & (QGH_RUNS | QGH_BLOCKS))) {
+        r->route->handler(&s->ctx, &r->call);
         if (!r->reply.status)
             qgh_reply_fail(&r->reply, "internal_error", "the handler gave no answer");
         return send_reply(s, r);
     }
     echo_body(s, r);
-    /* NOTE: suspend before submitting, so a fast worker's resume cannot come first. */
-    r->state = REQ_QUEUED;
-    r->queued_at = qg_now();
-    r->job.run = job_run;
-    r->job.expire = job_expire;
-    r->job.pool = queue_pool(s, r);
-    MHD_suspend_connection(r->conn);
-    if (!qgh_workers_submit(s->workers, &r->job)) {
-        r->wait_s = 0;
-        qgh_reply_fail(&r->reply, "shutting_down", "the service is shutting down; retry elsewhere");
-        job_done(r);
-    }
-    return MHD_YES;
+    return r->route->flags & QGH_RUNS ? start_run(s, r) : start_offload(s, r);
 }
 
 /*
@@ -356,7 +408,6 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
         return MHD_NO;
     atomic_fetch_add(&s->open_requests, 1);
     *req_cls = r;
-    qgh_cancel_init(&r->cancel);
     r->srv = s;
     r->conn = c;
     r->start = qg_now();
@@ -438,7 +489,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return r->discard ? send_reply(s, r) : run(s, r);
     case REQ_DONE:
         return send_reply(s, r);
-    case REQ_QUEUED:
+    case REQ_RUNNING:
     case REQ_SENT:
         break;
     }
@@ -459,7 +510,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         count_and_log(s, r); /* answered, but the connection closed before it went out */
     qg_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
-    qgh_cancel_destroy(&r->cancel);
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->open_requests, 1);
@@ -491,35 +541,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     qgh_log(QG_LOG_WARN, "http: %s", msg);
 }
 
-/* HOST as a socket address: IPv4 or IPv6 literal ([::1] too), or a name ("localhost": 127.0.0.1). */
-static qg_status resolve(const char *host, int port, struct sockaddr_storage *sa, qg_error *err)
-{
-    char h[256];
-    snprintf(h, sizeof h, "%s", host && *host ? host : "0.0.0.0");
-    size_t n = strlen(h);
-    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
-        memmove(h, h + 1, n - 2);
-        h[n - 2] = '\0';
-    }
-    if (!strcmp(h, "localhost"))
-        strcpy(h, "127.0.0.1");
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(h, NULL, &hints, &ai);
-    if (rc || !ai)
-        return qg_error_set(err, QG_ERR_CONFIG, "HOST=%s: cannot resolve it (%s)", h,
-                            gai_strerror(rc));
-    memset(sa, 0, sizeof *sa);
-    memcpy(sa, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (sa->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-    return QG_OK;
-}
-
 /* Refusing here (accept, then close at once) rather than at MHD's own limit,
    where it stops accepting and the extra clients wait in the backlog. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
@@ -544,116 +565,65 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-/* A PEM file, NUL-terminated, malloc'd into *out (the caller frees; wipe a key first). */
-static qg_status read_pem(const char *var, const char *path, char **out, size_t *len,
-                          qg_error *err)
+/* qgh_daemon_open: one HTTP thread's daemon, with every option of the service. */
+static qg_status open_daemon(void *arg, unsigned flags, int listen_fd, struct MHD_Daemon **out,
+                             qg_error *err)
 {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_PEM_BYTES) {
-        int e = fd < 0 ? errno : 0;
-        if (fd >= 0)
-            close(fd);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
-                            e ? strerror(e) : "not a regular file of at most 1 MiB");
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    ssize_t n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
-    int e = errno;
-    close(fd);
-    if (n < 0 || n != st.st_size) {
-        free(buf);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: cannot read it (%s)", var, path,
-                            n < 0 ? strerror(e) : "short read");
-    }
-    buf[n] = '\0';
-    if (!strstr(buf, "-----BEGIN ")) {
-        explicit_bzero(buf, (size_t)n);
-        free(buf);
-        return qg_error_set(err, QG_ERR_CONFIG, "%s=%s: not a PEM file (no -----BEGIN line)",
-                            var, path);
-    }
-    *out = buf;
-    *len = (size_t)n;
-    return QG_OK;
-}
-
-static void wipe(char *p, size_t n)
-{
-    if (p)
-        explicit_bzero(p, n);
-    free(p);
-}
-
-static struct MHD_Daemon *open_daemon(qg_server *s, unsigned flags, struct sockaddr_storage *sa,
-                                      struct MHD_OptionItem *tls)
-{
+    qg_server *s = arg;
     const struct qg_config *cfg = s->ctx.cfg;
     /* One more than ours, so that on_accept, not MHD, meets the limit. */
     unsigned limit = (unsigned)(cfg->http_max_connections > 0 ? cfg->http_max_connections : 1);
-    return MHD_start_daemon(
-        flags, (uint16_t)cfg->port, on_accept, s, on_request, s,
+    flags |= MHD_USE_ERROR_LOG | (s->tls ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
+    errno = 0;
+    *out = MHD_start_daemon(
+        flags, 0, on_accept, s, on_request, s,
         /* first, so that MHD's own messages go through it too */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)sa, MHD_OPTION_CONNECTION_LIMIT, limit + 1,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_CONNECTION_LIMIT, limit + 1,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->http_idle_timeout_s > 0 ? cfg->http_idle_timeout_s : 0),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
-}
-
-static qg_status start_daemon(qg_server *s, qg_error *err)
-{
-    const struct qg_config *cfg = s->ctx.cfg;
-    struct sockaddr_storage sa;
-    qg_status st = resolve(cfg->host, cfg->port, &sa, err);
-    if (st != QG_OK)
-        return st;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (sa.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    char *cert = NULL, *key = NULL;
-    size_t cert_len = 0, key_len = 0;
-    bool tls = cfg->tls_cert_file && *cfg->tls_cert_file;
-    if (tls) {
-        st = read_pem("TLS_CERT_FILE", cfg->tls_cert_file, &cert, &cert_len, err);
-        if (st == QG_OK)
-            st = read_pem("TLS_KEY_FILE", cfg->tls_key_file, &key, &key_len, err);
-        if (st != QG_OK) {
-            wipe(cert, cert_len);
-            return st;
-        }
-        flags |= MHD_USE_TLS;
-    }
-    struct MHD_OptionItem options[] = {
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, cert},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, key},
-        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    errno = 0;
-    s->daemon = open_daemon(s, flags, &sa, tls ? options : options + 3);
+        NULL, MHD_OPTION_ARRAY, s->tls ? s->tls : (const struct MHD_OptionItem *)none,
+        MHD_OPTION_END);
     int e = errno;
-    /* GnuTLS has its own copy by now. */
-    wipe(key, key_len);
-    wipe(cert, cert_len);
-    if (!s->daemon && tls)
+    if (*out)
+        return QG_OK;
+    if (s->tls)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "cannot start HTTPS on %s port %d; check TLS_CERT_FILE and "
                             "TLS_KEY_FILE (a PEM certificate and its key) and the log above",
                             cfg->host ? cfg->host : "0.0.0.0", cfg->port);
-    if (!s->daemon)
-        return qg_error_set(err, QG_ERR_CONFIG,
-                            "cannot listen on %s port %d (%s); check HOST and PORT",
-                            cfg->host ? cfg->host : "0.0.0.0", cfg->port,
-                            e ? strerror(e) : "see the log above");
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : cfg->port;
-    return QG_OK;
+    return qg_error_set(err, QG_ERR_CONFIG, "cannot serve HTTP on %s port %d (%s)",
+                        cfg->host ? cfg->host : "0.0.0.0", cfg->port,
+                        e ? strerror(e) : "see the log above");
+}
+
+/* The HTTP threads: HTTP_THREADS, 0 for one per online CPU. */
+static int http_threads(const struct qg_config *cfg)
+{
+    if (cfg->http_threads > 0)
+        return cfg->http_threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n < 1024 ? n : 1024) : 1;
+}
+
+/* The daemons, with TLS when TLS_CERT_FILE is set. */
+static qg_status start_loops(qg_server *s, qg_error *err)
+{
+    const struct qg_config *cfg = s->ctx.cfg;
+    struct qgh_tls tls;
+    qg_status st = qgh_tls_load(cfg, &tls, err);
+    if (st != QG_OK)
+        return st;
+    s->tls = qgh_tls_options(&tls);
+    st = qgh_loops_start(cfg->host, cfg->port, http_threads(cfg), open_daemon, s, &s->loops,
+                         err);
+    s->tls = NULL;
+    qgh_tls_wipe(&tls); /* GnuTLS has its own copies by now */
+    return st;
 }
 
 qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *auth,
@@ -676,25 +646,14 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
         free(s);
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");
     }
-    /* NOTE: one worker per pooled connection. More workers than DB_POOL_SIZE keep
-       overflow connections busy, and the pool closes those on return (QueuePool
-       semantics): measured, 15 workers over a pool of 5 opened a new PostgreSQL
-       session for nearly every request (~150 req/s); 5 workers, none (~14k req/s). */
-    int threads = cfg->http_threads > 0 ? cfg->http_threads : cfg->pool_size;
     qg_status st = qgh_cors_new(cfg->cors_allow_origins, cfg->cors_allow_headers, &s->cors, err);
     if (st == QG_OK)
         st = qgh_conns_new(cfg->http_max_connections, cfg->http_idle_timeout_s, &s->conns, err);
     if (st == QG_OK)
-        st = qgh_workers_new(threads, cfg->pool_timeout_s, &s->workers, err);
-    if (st == QG_OK)
-        st = qgh_watch_new(&s->watch, err);
-    if (st == QG_OK)
-        st = start_daemon(s, err);
+        st = start_loops(s, err);
     if (st != QG_OK) {
-        qgh_workers_free(s->workers);
         qgh_conns_free(s->conns);
         qgh_cors_free(s->cors);
-        qgh_watch_free(s->watch);
         qgh_metrics_free(s->ctx.metrics);
         free(s);
         return st;
@@ -705,7 +664,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
 
 int qg_server_port(const qg_server *s)
 {
-    return s->port;
+    return qgh_loops_port(s->loops);
 }
 
 void qg_server_unready(qg_server *s)
@@ -713,14 +672,22 @@ void qg_server_unready(qg_server *s)
     atomic_store(&s->unready, true);
 }
 
-/* Lets resumed connections send their answers before the daemon closes them. */
-static void wait_requests(qg_server *s, double timeout_s)
+/* Waits up to timeout_s (< 0: for good) for *n to reach 0; true when it did. */
+static bool wait_zero(atomic_int *n, double timeout_s)
 {
     double end = qg_now() + timeout_s;
-    while (atomic_load(&s->open_requests) > 0 && qg_now() < end) {
+    while (atomic_load(n) > 0 && (timeout_s < 0 || qg_now() < end)) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    return atomic_load(n) <= 0;
+}
+
+/* Every run ends now: its statement is cancelled, its wait for a connection refused. */
+static void end_runs(qg_server *s)
+{
+    qg_manager_shutdown(s->ctx.m, 0);
+    wait_zero(&s->open_runs, -1);
 }
 
 void qg_server_stop(qg_server *s, double drain_s)
@@ -728,18 +695,22 @@ void qg_server_stop(qg_server *s, double drain_s)
     if (!s)
         return;
     atomic_store(&s->draining, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    if (!qgh_workers_wait_idle(s->workers, drain_s)) {
+    qgh_loops_quiesce(s->loops);
+    if (!wait_zero(&s->open_runs, drain_s > 0 ? drain_s : 0)) {
         qgh_log(QG_LOG_WARN,
                 "requests still running after %g s (SHUTDOWN_TIMEOUT); cancelling them", drain_s);
-        qg_manager_shutdown(s->ctx.m, 0);
+        end_runs(s);
     }
-    qgh_workers_free(s->workers);
-    qgh_watch_free(s->watch); /* after the workers: nothing is watched any more */
-    wait_requests(s, 1.0);
-    MHD_stop_daemon(s->daemon);
+    /* Lets resumed connections send their answers before the daemons close them, and
+       bodies still arriving end. */
+    wait_zero(&s->open_requests, 1.0);
+    /* NOTE: no suspended connection may outlive its loop: what such a body started ends too. */
+    atomic_store(&s->closing, true);
+    if (atomic_load(&s->open_runs) > 0) {
+        end_runs(s);
+        wait_zero(&s->open_requests, 1.0);
+    }
+    qgh_loops_free(s->loops);
     qgh_conns_free(s->conns);
     qgh_cors_free(s->cors);
     qgh_metrics_free(s->ctx.metrics);

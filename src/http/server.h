@@ -23,9 +23,10 @@ void qg_server_unready(qg_server *s);
 
 /*
  * Stops accepting connections; requests still arriving on open connections get
- * 503 shutting_down. Waits up to drain_s for requests in flight, then cancels
- * what still runs (qg_manager_shutdown with no grace), answers what is queued
- * with 503, stops the daemon and frees s. NULL is allowed.
+ * 503 shutting_down. Waits up to drain_s for requests in flight, then ends what
+ * still runs or waits for a connection (qg_manager_shutdown with no grace) and
+ * waits for their answers, stops the HTTP threads and frees s. NULL is allowed.
+ * From the thread that started s, not from an HTTP thread.
  */
 void qg_server_stop(qg_server *s, double drain_s);
 

@@ -43,14 +43,24 @@ static void cancel_fn(void *arg)
 
 /* Runs sql (one statement, no parameters) to done on a loop on this thread;
    with cancel_after > 0, cancels it that many seconds in. */
+static void run_claims(const char *sql, bool read_only, double cancel_after, const char *claims,
+                       struct outcome *o);
+
 static void run1(const char *sql, bool read_only, double cancel_after, struct outcome *o)
+{
+    run_claims(sql, read_only, cancel_after, NULL, o);
+}
+
+static void run_claims(const char *sql, bool read_only, double cancel_after, const char *claims,
+                       struct outcome *o)
 {
     *o = (struct outcome){0};
     qg_error err;
     qg_error_clear(&err);
     CHECK_INT(qg_loop_new(&o->l, &err), QG_OK);
     const char *const sqls[] = {sql};
-    struct qg_run_spec spec = {.n = 1, .sql = sqls, .tx = {.read_only = read_only}};
+    struct qg_run_spec spec = {.n = 1, .sql = sqls,
+                               .tx = {.read_only = read_only, .claims = claims}};
     qg_run *r = NULL;
     CHECK(qg_run_start(o->l, mgr, &spec, done, o, &r));
     CHECK(!o->called); /* never from inside qg_run_start */
@@ -248,6 +258,25 @@ static void reconnects(void)
     CHECK_STR(o.rows, "[{\"two\":2}]");
 }
 
+/* A token's claims are the transaction's alone: the next request on the connection
+   sees none. */
+static void claims_per_transaction(void)
+{
+    struct outcome o;
+    const char *q = "SELECT current_setting('request.jwt.claims', true) AS c";
+    run_claims(q, true, 0, "{\"sub\":\"alice\"}", &o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK_STR(o.rows, "[{\"c\":\"{\\\"sub\\\":\\\"alice\\\"}\"}]");
+    run_claims(q, false, 0, "{\"sub\":\"bob\"}", &o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK(strstr(o.rows, "bob") != NULL);
+    for (int i = 0; i < 3; i++) {
+        run1(q, i % 2 == 0, 0, &o);
+        CHECK_INT(o.s, QG_OK);
+        CHECK(strstr(o.rows, "alice") == NULL && strstr(o.rows, "bob") == NULL);
+    }
+}
+
 int main(void)
 {
     dbt_config(&cfg, "qgt_run", NULL);
@@ -270,6 +299,7 @@ int main(void)
     RUN(many_over_few);
     RUN(pool_timeout_and_leaving);
     RUN(reconnects);
+    RUN(claims_per_transaction);
     qg_manager_free(mgr);
     qg_loop_offload_shutdown();
     return qgt_done();

@@ -114,7 +114,8 @@ def no_backends_left(app):
 
 
 def drain(sig):
-    """In flight: finished and committed; open connections: 503; new ones: refused; exit 0."""
+    """In flight (several, on the HTTP threads' loops): finished and committed; open
+    connections: 503; new ones: refused; exit 0."""
     app = "qg_drain_%d_%d" % (os.getpid(), sig)
     admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (k text); GRANT ALL ON {t} TO qg"
               .format(t=T))
@@ -124,12 +125,13 @@ def drain(sig):
     check_ok(s.get("/health"))  # the health connection is open too
     result = {}
 
-    def slow():
-        result["r"] = s.request("POST", "/transaction", conn=s.connection(), body={
+    def slow(i):
+        result[i] = s.request("POST", "/transaction", conn=s.connection(), body={
             "statements": [{"sql": "INSERT INTO %s (k) VALUES ('in flight')" % T},
                            {"sql": "SELECT pg_sleep(1) AS s"}]})
-    t = threading.Thread(target=slow)
-    t.start()
+    ts = [threading.Thread(target=slow, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
     time.sleep(0.3)
     check(backends(app) >= 2, "pool and health connections: %d" % backends(app))
     s.proc.send_signal(sig)
@@ -143,12 +145,14 @@ def drain(sig):
     except ConnectionRefusedError:
         refused = True
     check(refused, "a new connection was accepted while draining")
-    t.join()
-    check_ok(result["r"], "the request in flight finished")
+    for t in ts:
+        t.join()
+    for i in range(3):
+        check_ok(result[i], "the request in flight finished")
     check(s.stop() == 0, "exit code")
     check(any("draining" in line for line in s.lines), "no drain log line")
     no_backends_left(app)
-    check(admin_sql("SELECT count(*) FROM %s WHERE k = 'in flight'" % T) == "1", "not committed")
+    check(admin_sql("SELECT count(*) FROM %s WHERE k = 'in flight'" % T) == "3", "not committed")
     admin_sql("DROP TABLE %s" % T)
 
 

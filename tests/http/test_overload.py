@@ -87,6 +87,29 @@ def test_overload_answers_pool_timeout_and_resources_return(_):
         s.stop()
 
 
+def test_hundreds_of_clients_over_two_connections(_):
+    """Issue 12: 300 clients at once, each with a read of its own, share two pooled
+    connections; every one is answered 200 with its own row, and no connection more opens."""
+    s = Server(DB_POOL_SIZE=2, DB_MAX_OVERFLOW=0)
+    try:
+        def read(i):
+            c = s.connection()
+            try:
+                r = s.request("POST", "/query", conn=c,
+                              body={"sql": "SELECT :i::int AS i, pg_sleep(0.01)", "params": {"i": i}})
+                return r.status, r.json["rows"][0]["i"] if r.status == 200 else r.raw[:200]
+            finally:
+                c.close()
+        got = concurrently(300, read)
+        check(got == [(200, i) for i in range(300)],
+              [(i, g) for i, g in enumerate(got) if g != (200, i)][:5])
+        pool = check_ok(s.get("/pool"))
+        check(pool["connects"] <= 2 and pool["checked_out"] == 0 and pool["waiting"] == 0 and
+              pool["timeouts"] == 0, pool)
+    finally:
+        s.stop()
+
+
 def raw_request(port, path, body):
     """Sends a request on a new socket and returns the socket without reading the answer."""
     data = json.dumps(body).encode()

@@ -83,10 +83,12 @@ static void route_table(void)
         dispatch(&h, &o);
         CHECK(o.route == r);
         CHECK_INT(o.endpoint, i);
-        /* Whatever may wait on the database runs on a worker; bodies are JSON, POST only. */
+        /* Statements run with qg_run; bodies are JSON, POST only. */
         CHECK_INT(!!(r->flags & QGH_JSON_BODY), !strcmp(r->method, "POST"));
-        if (r->flags & QGH_JSON_BODY)
-            CHECK(r->flags & QGH_WORKER);
+        CHECK_INT(!!(r->flags & QGH_JSON_BODY), !!(r->flags & QGH_RUNS));
+        /* What waits on the database otherwise leaves the loop. */
+        CHECK_INT(!!(r->flags & QGH_BLOCKS), !strncmp(r->path, "/health", 7) &&
+                                             strcmp(r->path, "/health/live"));
         qgh_reply_reset(&o.rep);
     }
     struct qgh_head h = head("POST", "/query");
@@ -96,7 +98,7 @@ static void route_table(void)
     CHECK(o.route && o.route->handler == qgh_route_query && o.route->scope == QGH_SCOPE_READ);
     h = head("HEAD", "/health/live");
     dispatch(&h, &o);
-    CHECK(o.route && o.route->handler == qgh_route_live && !(o.route->flags & QGH_WORKER));
+    CHECK(o.route && o.route->handler == qgh_route_live && !(o.route->flags & (QGH_RUNS | QGH_BLOCKS)));
     h = head("GET", "/pool");
     dispatch(&h, &o);
     CHECK(o.route && o.route->handler == qgh_route_pool && o.route->scope == QGH_SCOPE_ADMIN);
