@@ -217,6 +217,13 @@ def test_raw_sql_disabled(st):
         check_ok(s.get("/queries", headers=bearer(READ)))
     finally:
         s.stop()
+    # Without keys every caller holds admin: the start log says the setting changes nothing.
+    s = Server(AUTH="none", ALLOW_RAW_SQL="false")
+    try:
+        check_ok(s.post("/query", {"sql": "SELECT 1"}))
+        check(any("ALLOW_RAW_SQL=false changes nothing" in ln for ln in s.lines), s.lines)
+    finally:
+        s.stop()
 
 
 def wait_for(s, n, text):
