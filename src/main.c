@@ -40,8 +40,8 @@ static void usage(FILE *out)
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
-            "SIGHUP reloads API_KEYS_FILE and QUERIES_DIR; SIGTERM (after SHUTDOWN_DELAY) or SIGINT drains\n"
-            "and stops.\n\n"
+            "SIGHUP reloads API_KEYS_FILE and QUERIES_DIR; SIGTERM (after SHUTDOWN_DELAY)\n"
+            "or SIGINT drains and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }

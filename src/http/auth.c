@@ -140,7 +140,8 @@ static qg_status parse_entry(char *line, const char *where, const char *label, s
     if (!k.scopes)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "%s: the scopes (second field) are not a comma list of read, write, "
-                            "admin, named; separate entries with ';' (API_KEYS) or newlines (the file)",
+                            "admin, named; separate entries with ';' (API_KEYS) or newlines "
+                            "(the file)",
                             where);
     if (f[2] && !valid_role(f[2]))
         return qg_error_set(err, QG_ERR_CONFIG,
