@@ -247,7 +247,11 @@ def test_sighup_reload(st):
         t = threading.Thread(target=lambda: result.update(r=run(
             s, "slow", {"s": 1, "tag": "old"}, conn=s.connection())))
         t.start()
-        time.sleep(0.3)
+        running = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS slept, $2%' "
+                   "AND pid <> pg_backend_pid()")
+        deadline = time.time() + 10
+        while admin_sql(running) == "0" and time.time() < deadline:
+            time.sleep(0.02)
         os.remove(os.path.join(folder, "slow.sql"))
         write_queries(folder, {"fresh.sql": "-- querygate: write\nSELECT :v::int AS v"})
         n = len(s.lines)
