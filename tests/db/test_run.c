@@ -277,6 +277,112 @@ static void claims_per_transaction(void)
     }
 }
 
+/* ---- a storm: cancels at random moments, failures, killed backends -------- */
+
+struct storm {
+    qg_loop *l;
+    qg_manager *m;
+    int left, calls[400], ok, cancelled, failed;
+    qg_run *runs[400];
+    unsigned seed;
+};
+
+struct storm_arg {
+    struct storm *y;
+    int i;
+};
+
+static void storm_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
+{
+    struct storm_arg *a = arg;
+    (void)results;
+    if (s == QG_OK)
+        a->y->ok++;
+    else if (err->cancelled)
+        a->y->cancelled++;
+    else
+        a->y->failed++;
+    a->y->calls[a->i]++;
+    a->y->runs[a->i] = NULL;
+    if (--a->y->left == 0)
+        qg_loop_stop(a->y->l);
+}
+
+static void storm_tick(void *arg)
+{
+    struct storm *y = arg;
+    /* Cancel a few runs still going, at whatever stage they are. */
+    for (int k = 0; k < 6; k++) {
+        int i = (int)(rand_r(&y->seed) % 400);
+        if (y->runs[i])
+            qg_run_cancel(y->runs[i]);
+    }
+}
+
+static void storm_kill(void *arg)
+{
+    (void)arg;
+    (void)dbt_kill_backends("qgt_run_storm");
+}
+
+/* Every run ends exactly once, whatever happens to it, and the pool is whole after. */
+static void storm(void)
+{
+    struct qg_config c;
+    dbt_config(&c, "qgt_run_storm", (const char *const[]){"DB_POOL_SIZE=3", "DB_MAX_OVERFLOW=2",
+                                                          "DB_POOL_TIMEOUT=2", "DB_RETRIES=2",
+                                                          "DB_RETRY_DELAY=0.01", NULL});
+    struct storm y = {.left = 400, .seed = 7};
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_manager_new(&c, &y.m, &err), QG_OK);
+    CHECK_INT(qg_loop_new(&y.l, &err), QG_OK);
+    static const char *const kinds[] = {
+        "SELECT pg_sleep(0.01), 1 AS a",
+        "SELECT 1/0",
+        "INSERT INTO run_items (name) VALUES ('storm')",
+        "SELECT g FROM generate_series(1, 300) g",
+        "UPDATE run_items SET name = name WHERE false RETURNING id",
+    };
+    struct storm_arg args[400];
+    for (int i = 0; i < 400; i++) {
+        args[i] = (struct storm_arg){&y, i};
+        const char *const *sql = &kinds[i % 5];
+        struct qg_run_spec spec = {.n = 1, .sql = sql, .tx = {.read_only = i % 5 == 0 || i % 5 == 3}};
+        CHECK(qg_run_start(y.l, y.m, &spec, storm_done, &args[i], &y.runs[i]));
+    }
+    qg_loop_timer *ticks[40];
+    for (int k = 0; k < 40; k++) {
+        ticks[k] = qg_loop_timer_new(y.l, k % 10 == 9 ? storm_kill : storm_tick, &y);
+        qg_loop_timer_at(ticks[k], qg_now() + 0.005 * k);
+    }
+    qg_loop_run(y.l);
+    for (int i = 0; i < 400; i++)
+        if (y.calls[i] != 1)
+            fprintf(stderr, "run %d ended %d times\n", i, y.calls[i]);
+    CHECK_INT(y.left, 0);
+    struct qg_pool_stats st;
+    qg_pool_stats(y.m, &st);
+    fprintf(stderr, "   %d ok, %d cancelled, %d failed; %llu connects, %llu retries\n", y.ok,
+            y.cancelled, y.failed, st.connects, st.retries);
+    CHECK(y.ok > 0 && y.cancelled > 0 && y.failed > 0);
+    CHECK(st.connects > 5); /* the killed backends were replaced */
+    CHECK_INT(st.checked_out, 0);
+    CHECK_INT(st.waiting, 0);
+    /* What the pool kept is clean and alive: reads on every connection it holds work. */
+    for (int k = 0; k < 5; k++) {
+        qg_result *r = NULL;
+        CHECK_INT(qg_query(y.m, "SELECT current_setting('request.jwt.claims', true) AS c", NULL,
+                           &r, &err), QG_OK);
+        qg_result_free(r);
+    }
+    for (int k = 0; k < 40; k++)
+        qg_loop_timer_free(ticks[k]);
+    qg_loop_free(y.l);
+    qg_manager_free(y.m);
+    qg_config_free(&c);
+}
+
 int main(void)
 {
     dbt_config(&cfg, "qgt_run", NULL);
@@ -300,6 +406,7 @@ int main(void)
     RUN(pool_timeout_and_leaving);
     RUN(reconnects);
     RUN(claims_per_transaction);
+    RUN(storm);
     qg_manager_free(mgr);
     qg_loop_offload_shutdown();
     return qgt_done();
