@@ -53,4 +53,8 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
  */
 void qg_run_cancel(qg_run *r);
 
+/* Seconds r waited in the pool's line for a connection, over all its tries; for
+   done to read (logs, metrics). */
+double qg_run_pool_wait(const qg_run *r);
+
 #endif

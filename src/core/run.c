@@ -54,6 +54,8 @@ struct qg_run {
     qg_status s;             /* this attempt's status, in e */
     qg_error e;
     bool cancel;             /* the caller left (qg_run_cancel) */
+    double waited_s;         /* in the pool's line, over all attempts */
+    double wait_from;        /* when this attempt joined it */
     int cancels_out;         /* PQcancel requests on a helper thread */
     bool in_start;           /* qg_run_start runs: done must wait for the loop's next turn */
     const char *log_tag;
@@ -358,8 +360,16 @@ static void open_in_slot(qg_run *r)
     }
 }
 
+/* The attempt left the pool's line (served, timed out or gone). */
+static void stop_waiting(qg_run *r)
+{
+    if (r->state == RUN_WAITING)
+        r->waited_s += qg_now() - r->wait_from;
+}
+
 static void served(qg_run *r)
 {
+    stop_waiting(r);
     qg_loop_timer_stop(r->timer);
     r->c = r->w.conn;
     bool shutdown = r->w.cancelled;
@@ -415,7 +425,8 @@ static void attempt(qg_run *r)
         served(r);
     } else {
         set_state(r, RUN_WAITING);
-        qg_loop_timer_at(r->timer, qg_now() + r->m->cfg->pool_timeout_s);
+        r->wait_from = qg_now();
+        qg_loop_timer_at(r->timer, r->wait_from + r->m->cfg->pool_timeout_s);
     }
 }
 
@@ -434,6 +445,7 @@ static void timer_over(qg_run *r)
     switch (r->state) {
     case RUN_WAITING:
         if (qgp_pool_leave(r->m, &r->w, true, &r->e)) {
+            stop_waiting(r);
             r->s = QG_ERR_POOL_TIMEOUT;
             attempt_over(r);
         }
@@ -497,6 +509,7 @@ void qg_run_cancel(qg_run *r)
     switch (r->state) {
     case RUN_WAITING:
         if (qgp_pool_leave(r->m, &r->w, false, NULL)) {
+            stop_waiting(r);
             qg_loop_timer_stop(r->timer);
             r->s = cancelled(&r->e);
             finish(r, true);
@@ -512,4 +525,9 @@ void qg_run_cancel(qg_run *r)
     default:
         return; /* it stops at the next step, or its COMMIT is already out */
     }
+}
+
+double qg_run_pool_wait(const qg_run *r)
+{
+    return r ? r->waited_s : 0;
 }

@@ -36,6 +36,7 @@ struct qgh_call {
     qg_loop *loop;  /* the request's loop, where its run runs and finish is called */
     qg_run *run;    /* the run in flight, set by the handler, NULL once it is done:
                        the server cancels it when the client leaves */
+    double pool_wait_s; /* how long the run waited for a connection (access log, metrics) */
     /* Called exactly once, on loop, when reply holds the answer (inside the
        handler too, when it answers without a run). */
     void (*finish)(struct qgh_call *call);

@@ -127,7 +127,7 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...)
 
 /* NOTE: at info, so LOG_LEVEL=warn keeps only problems (a 500 also has its own error line). */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    const char *request_id, const char *trace_id)
+                    double wait_ms, const char *request_id, const char *trace_id)
 {
     if (QG_LOG_INFO < log_level)
         return;
@@ -138,7 +138,9 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
         qg_buf_json_string(&b, method, strlen(method));
         qg_buf_puts(&b, ",\"path\":");
         qg_buf_json_string(&b, path, strlen(path));
-        qg_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"request_id\":", status, ms);
+        qg_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"pool_wait_ms\":%.3f,"
+                           "\"request_id\":",
+                       status, ms, wait_ms);
         qg_buf_json_string(&b, request_id, strlen(request_id));
         if (trace_id[0]) {
             qg_buf_puts(&b, ",\"trace_id\":");
@@ -149,7 +151,7 @@ void qgh_log_access(const char *method, const char *path, int status, double ms,
         put_text(&b, method);
         qg_buf_puts(&b, " ");
         put_text(&b, path);
-        qg_buf_printf(&b, " %d %.3fms id=", status, ms);
+        qg_buf_printf(&b, " %d %.3fms wait=%.3fms id=", status, ms, wait_ms);
         put_text(&b, request_id);
         if (trace_id[0]) {
             qg_buf_puts(&b, " trace=");

@@ -11,10 +11,11 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...) QG_PRINTF(2, 3);
 void qgh_log_request(const char *request_id);
 /* Whether a line at level would be written. */
 bool qgh_log_enabled(enum qg_log_level level);
-/* One line per request, at info; never a body or parameter. trace_id: of the request's
-   traceparent header, "" if none. */
+/* One line per request, at info; never a body or parameter. wait_ms: in the pool's line
+   (0 for a request that ran no statement). trace_id: of the request's traceparent
+   header, "" if none. */
 void qgh_log_access(const char *method, const char *path, int status, double ms,
-                    const char *request_id, const char *trace_id);
+                    double wait_ms, const char *request_id, const char *trace_id);
 /* A qg_log_fn for qg_manager_set_log (arg unused). */
 void qgh_log_core(void *arg, enum qg_log_level level, const char *msg);
 

@@ -25,6 +25,8 @@ struct qgh_metrics {
     atomic_ullong *hist;     /* [endpoint][bucket], the last bucket +Inf; not cumulative */
     atomic_ullong *sum_ns;   /* [endpoint] */
     atomic_ullong db_errors[NCLASS * NCLASS];
+    atomic_ullong pwait[NBUCKETS + 1]; /* pool wait, not cumulative */
+    atomic_ullong pwait_sum_ns;
 };
 
 qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
@@ -93,6 +95,11 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
         if (a >= 0 && c >= 0)
             atomic_fetch_add_explicit(&mt->db_errors[a * NCLASS + c], 1, memory_order_relaxed);
     }
+}
+
+void qgh_metrics_pool_wait(qgh_metrics *mt, double seconds)
+{
+    observe(mt->pwait, &mt->pwait_sum_ns, seconds);
 }
 
 static unsigned long long load(atomic_ullong *v)
@@ -169,6 +176,11 @@ static void render_histograms(qgh_metrics *mt, qg_buf *out)
                         "# TYPE %s histogram\n", name, name);
     for (size_t e = 0; e < mt->n; e++)
         render_hist(out, name, mt->names[e], &mt->hist[e * (NBUCKETS + 1)], &mt->sum_ns[e]);
+    static const char wname[] = "querygate_pool_wait_seconds";
+    qg_buf_printf(out, "# HELP %s Time requests that run statements waited for a database "
+                       "connection (the access log's pool wait).\n# TYPE %s histogram\n",
+                  wname, wname);
+    render_hist(out, wname, NULL, mt->pwait, &mt->pwait_sum_ns);
 }
 
 static void metric(qg_buf *out, const char *name, const char *type, const char *help,

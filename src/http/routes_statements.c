@@ -99,6 +99,7 @@ static void run_done(void *arg, qg_status s, qg_result **results, const qg_error
 {
     struct run *r = arg;
     struct qgh_call *call = r->call;
+    call->pool_wait_s = qg_run_pool_wait(call->run);
     call->run = NULL;
     qg_error cerr;
     qg_error_clear(&cerr);

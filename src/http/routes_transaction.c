@@ -46,6 +46,7 @@ static void tx_done(void *arg, qg_status s, qg_result **results, const qg_error 
 {
     struct tx_run *t = arg;
     struct qgh_call *call = t->call;
+    call->pool_wait_s = qg_run_pool_wait(call->run);
     call->run = NULL;
     if (s == QG_OK) {
         qg_buf b;

@@ -111,7 +111,10 @@ static void count_and_log(qg_server *s, struct request *r)
     if (rep->status == 500)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
-    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->request_id, r->trace_id);
+    if (r->route && (r->route->flags & QGH_RUNS))
+        qgh_metrics_pool_wait(s->ctx.metrics, r->call.pool_wait_s);
+    qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->call.pool_wait_s * 1000.0,
+                   r->request_id, r->trace_id);
 }
 
 static void add_header(void *arg, const char *name, const char *value)

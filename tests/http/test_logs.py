@@ -15,9 +15,10 @@ from qgharness import (Server, binary, check, check_error, check_ok, database_ur
 
 SECRET = "sekr1t-v4lue-%d" % os.getpid()
 ACCESS_FIELDS = {"time": str, "level": str, "msg": str, "method": str, "path": str,
-                 "status": int, "duration_ms": (int, float), "request_id": str}
+                 "status": int, "duration_ms": (int, float), "pool_wait_ms": (int, float),
+                 "request_id": str}
 TEXT_ACCESS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) info  (GET|POST|HEAD) (\S+) "
-                         r"(\d{3}) (\d+\.\d{3})ms id=(\S+)"
+                         r"(\d{3}) (\d+\.\d{3})ms wait=(\d+\.\d{3})ms id=(\S+)"
                          r"(?: trace=([0-9a-f]{32}))?$")
 
 
@@ -71,7 +72,7 @@ def test_json_access_lines():
         for rec in access:
             for k, t in ACCESS_FIELDS.items():
                 check(isinstance(rec.get(k), t), "access line lacks %s: %r" % (k, rec))
-            check(rec["level"] == "info" and rec["duration_ms"] >= 0, rec)
+            check(rec["level"] == "info" and rec["duration_ms"] >= rec["pool_wait_ms"] >= 0, rec)
             check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", rec["time"]), rec)
         by_id = {}
         for rec in access:
@@ -149,7 +150,7 @@ def test_text_access_lines():
         for ln in lines:
             m = TEXT_ACCESS.match(ln.rstrip("\n"))
             if m:
-                seen.setdefault(m.group(6), []).append(m.groups())
+                seen.setdefault(m.group(7), []).append(m.groups())
         for i in ids:
             check(len(seen.get(i, [])) == 1, "request %s: %r" % (i, seen.get(i)))
         check(seen["log-pool"][0][1:4] == ("GET", "/pool", "200"), seen["log-pool"])
@@ -186,11 +187,38 @@ def test_traceparent_in_access_lines():
                 for ln in lines:
                     m = TEXT_ACCESS.match(ln.rstrip("\n"))
                     if m:
-                        got[m.group(6)] = m.group(7)
+                        got[m.group(7)] = m.group(8)
             want = {i: TRACE if i == "tp-valid" else None for i in ids}
             check({i: got.get(i, "missing") for i in ids} == want, (fmt, got))
         finally:
             s.stop()
+
+
+def test_pool_wait_measures_the_line():
+    # One connection: the second of two slow requests waits for the first.
+    s = Server(LOG_FORMAT="json", DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    try:
+        def slow(rid):
+            check_ok(s.post("/query", {"sql": "SELECT pg_sleep(0.5)"},
+                            headers={"X-Request-Id": rid}, conn=s.connection()))
+        ts = [threading.Thread(target=slow, args=("wait-%d" % i,)) for i in range(2)]
+        for t in ts:
+            t.start()
+            time.sleep(0.1)
+        for t in ts:
+            t.join()
+        lines = wait_for(s, lambda ls: sum('"request_id":"wait-' in ln for ln in ls) == 2,
+                         "no access lines")
+        waits = sorted(r["pool_wait_ms"] for r in json_lines(lines)
+                       if r.get("request_id", "").startswith("wait-"))
+        check(waits[0] < 100 and 300 < waits[1] < 2000, waits)
+        fast = check_ok(s.get("/pool", headers={"X-Request-Id": "no-wait"}))
+        check(fast, "pool")
+        rec = [r for r in json_lines(wait_for(s, lambda ls: any("no-wait" in ln for ln in ls),
+                                              "no line")) if r.get("request_id") == "no-wait"]
+        check(rec[0]["pool_wait_ms"] == 0, rec)
+    finally:
+        s.stop()
 
 
 def free_port():

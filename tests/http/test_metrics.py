@@ -89,7 +89,7 @@ def test_promtool_accepts_real_output(s):
         family = re.sub(r"_(bucket|sum|count)$", "", name)
         check(name in declared or family in declared, "no TYPE for %s" % name)
     for family in ("querygate_http_requests_total", "querygate_http_request_duration_seconds",
-                   "querygate_pool_size",
+                   "querygate_pool_wait_seconds", "querygate_pool_size",
                    "querygate_pool_checked_out", "querygate_pool_idle", "querygate_pool_overflow",
                    "querygate_pool_waiting", "querygate_pool_connects_total",
                    "querygate_pool_recycles_total", "querygate_pool_timeouts_total",
@@ -117,13 +117,15 @@ def test_requests_counted_exactly(s):
     # /metrics counts itself once per scrape: the one that produced `before`.
     check(grew("querygate_http_requests_total", endpoint="/metrics", status="200") == 1,
           "metrics counter")
+    # The pool wait is observed once per request that ran statements.
+    check(grew("querygate_pool_wait_seconds_count") == 7, "pool wait count")
 
 
 def test_histograms_monotonic(s):
     for _ in range(3):
         check_ok(s.post("/query", {"sql": "SELECT 1"}))
     samples = parse(metrics(s))
-    for hist in ("querygate_http_request_duration_seconds",):
+    for hist in ("querygate_http_request_duration_seconds", "querygate_pool_wait_seconds"):
         series = {}
         for (name, labels), v in samples.items():
             if name == hist + "_bucket":
