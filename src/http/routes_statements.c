@@ -143,7 +143,7 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         .sql = r->sql,
         .params = (const qg_params *const *)r->st.sets,
         .tx = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
-               .caller = qgh_caller(call)},
+               .caller = qgh_caller(call), .claims = qgh_claims(call)},
         .numbers_as_strings = r->st.numbers_as_strings,
         .log_tag = call->request_id,
     };
