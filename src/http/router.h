@@ -30,7 +30,7 @@ size_t qgh_route_count(void);
 const struct qgh_route *qgh_route_at(size_t i);
 
 /* A request head (request line and headers) past this answers 431 header_too_large. */
-#define QGH_HEAD_MAX (32 * 1024)
+#define QGH_HEAD_MAX (16 * 1024)
 
 /* What the request line and headers decide before any body arrives. */
 struct qgh_head {
