@@ -1,4 +1,4 @@
-/* querygate: environment -> config -> keys -> manager -> server -> wait for signals (SIGHUP: reload keys and JWKS) -> drain -> teardown. */
+/* querygate: environment -> config -> keys, named queries -> manager -> server -> wait for signals (SIGHUP: reload keys, JWKS, queries) -> drain -> teardown. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "querygate/loop.h"
 #include "auth.h"
 #include "log.h"
+#include "named.h"
 #include "probe.h"
 #include "server.h"
 
@@ -39,8 +40,8 @@ static void usage(FILE *out)
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
-            "SIGHUP reloads API_KEYS_FILE and JWT_JWKS_FILE; SIGTERM (after SHUTDOWN_DELAY) or SIGINT drains\n"
-            "and stops.\n\n"
+            "SIGHUP reloads API_KEYS_FILE, JWT_JWKS_FILE and QUERIES_DIR; SIGTERM (after\n"
+            "SHUTDOWN_DELAY) or SIGINT drains and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }
@@ -137,15 +138,43 @@ static void reload_keys(qgh_auth *auth)
         qgh_log(QG_LOG_INFO, "SIGHUP: JWT_JWKS_FILE reloaded; %zu key%s", n, n == 1 ? "" : "s");
 }
 
-/* Waits for SIGINT or SIGTERM, reloading the API keys and the JWKS on each SIGHUP. */
-static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
+static void reload_queries(qgh_named *named, const char *dir)
+{
+    if (!dir || !*dir)
+        return;
+    qg_error err;
+    qg_error_clear(&err);
+    size_t n = 0;
+    if (qgh_named_reload(named, &n, &err) == QG_OK)
+        qgh_log(QG_LOG_INFO, "SIGHUP: named queries reloaded; %zu quer%s", n,
+                n == 1 ? "y" : "ies");
+    else
+        qgh_log(QG_LOG_ERROR, "SIGHUP: named queries not reloaded, the old ones stay: %s",
+                err.message);
+}
+
+/* What SIGHUP re-reads. */
+struct reloadable {
+    qgh_auth *auth;
+    qgh_named *named;
+    const char *queries_dir;
+};
+
+static void reload(const struct reloadable *r)
+{
+    reload_keys(r->auth);
+    reload_queries(r->named, r->queries_dir);
+}
+
+/* Waits for SIGINT or SIGTERM, reloading on each SIGHUP. */
+static int wait_for_stop(const struct reloadable *r, const sigset_t *signals)
 {
     for (;;) {
         int sig = 0;
         sigwait(signals, &sig);
         if (sig != SIGHUP)
             return sig;
-        reload_keys(auth);
+        reload(r);
     }
 }
 
@@ -154,7 +183,8 @@ static int wait_for_stop(qgh_auth *auth, const sigset_t *signals)
  * is still served, so that load balancers stop sending before connections are
  * refused. Another SIGTERM, or a SIGINT, ends it early.
  */
-static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, double delay_s)
+static void delay_stop(qg_server *srv, const struct reloadable *r, const sigset_t *signals,
+                       double delay_s)
 {
     qg_server_unready(srv);
     qgh_log(QG_LOG_INFO, "SIGTERM: /health/ready answers 503 from now; serving for %g s more "
@@ -164,7 +194,7 @@ static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, 
         struct timespec ts = qg_timespec(left);
         int sig = sigtimedwait(signals, NULL, &ts);
         if (sig == SIGHUP) {
-            reload_keys(auth);
+            reload(r);
         } else if (sig == SIGTERM || sig == SIGINT) {
             qgh_log(QG_LOG_INFO, "%s: SHUTDOWN_DELAY cut short",
                     sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -173,9 +203,28 @@ static void delay_stop(qg_server *srv, qgh_auth *auth, const sigset_t *signals, 
     }
 }
 
-/* Runs the service until SIGINT or SIGTERM; returns the exit code. */
-static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *signals)
+/* The start log's line on named queries and raw SQL. */
+static void describe_named(const struct qg_config *cfg, qgh_auth *auth, qgh_named *named)
 {
+    if (cfg->queries_dir && *cfg->queries_dir) {
+        qg_queries *q = qgh_named_get(named);
+        size_t n = qg_queries_count(q);
+        qg_queries_unref(q);
+        qgh_log(QG_LOG_INFO, "named queries: %zu from QUERIES_DIR %s (POST /queries/NAME); "
+                "SIGHUP re-reads it", n, cfg->queries_dir);
+    }
+    struct qgh_principal anyone;
+    if (!cfg->allow_raw_sql && qgh_auth_check(auth, NULL, &anyone) == QGH_AUTH_OK &&
+        (anyone.scopes & QGH_SCOPE_ADMIN))
+        qgh_log(QG_LOG_WARN, "ALLOW_RAW_SQL=false changes nothing: without API keys every "
+                "caller has the admin scope");
+}
+
+/* Runs the service until SIGINT or SIGTERM; returns the exit code. */
+static int serve(const struct qg_config *cfg, const struct reloadable *r,
+                 const sigset_t *signals)
+{
+    qgh_auth *auth = r->auth;
     qg_error err;
     qg_error_clear(&err);
     qg_manager *m = NULL;
@@ -185,7 +234,7 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     }
     qg_manager_set_log(m, qgh_log_core, NULL);
     qg_server *srv = NULL;
-    if (qg_server_start(cfg, m, auth, &srv, &err) != QG_OK) {
+    if (qg_server_start(cfg, m, auth, r->named, &srv, &err) != QG_OK) {
         qgh_log(QG_LOG_ERROR, "%s", err.message);
         qg_manager_free(m);
         return 1;
@@ -200,10 +249,11 @@ static int serve(const struct qg_config *cfg, qgh_auth *auth, const sigset_t *si
     char how[1280];
     enum qg_log_level level = qgh_auth_describe(auth, how, sizeof how);
     qgh_log(level, "%s", how);
+    describe_named(cfg, auth, r->named);
 
-    int sig = wait_for_stop(auth, signals);
+    int sig = wait_for_stop(r, signals);
     if (sig == SIGTERM && cfg->shutdown_delay_s > 0)
-        delay_stop(srv, auth, signals, cfg->shutdown_delay_s);
+        delay_stop(srv, r, signals, cfg->shutdown_delay_s);
     qgh_log(QG_LOG_INFO, "%s: draining (up to %g s, SHUTDOWN_TIMEOUT)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_timeout_s);
     qg_server_stop(srv, cfg->shutdown_timeout_s);
@@ -275,8 +325,17 @@ int main(int argc, char **argv)
         qg_config_free(&cfg);
         return 2;
     }
+    qgh_named *named = NULL;
+    if (qgh_named_new(&cfg, &named, &err) != QG_OK) {
+        fprintf(stderr, "querygate: %s\n", err.message);
+        qgh_auth_free(auth);
+        qg_config_free(&cfg);
+        return 2;
+    }
     wipe_secrets(&cfg);
-    rc = serve(&cfg, auth, &signals);
+    struct reloadable r = {auth, named, cfg.queries_dir};
+    rc = serve(&cfg, &r, &signals);
+    qgh_named_free(named);
     qgh_auth_free(auth);
     qg_config_free(&cfg);
     return rc;

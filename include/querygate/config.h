@@ -78,6 +78,8 @@ struct qg_config {
     char *cors_allow_origins;    /* CORS_ALLOW_ORIGINS: comma list or * */
     char *cors_allow_headers;    /* CORS_ALLOW_HEADERS: comma list of request header names;
                                     NULL: QG_CORS_ALLOW_HEADERS_DEFAULT */
+    char *queries_dir;           /* QUERIES_DIR: NAME.sql files, POST /queries/NAME */
+    bool allow_raw_sql;          /* ALLOW_RAW_SQL: false leaves non-admin keys named queries only */
     /* logs */
     enum qg_log_format log_format; /* LOG_FORMAT: text, json */
     enum qg_log_level log_level;   /* LOG_LEVEL: debug, info, warn, error */

@@ -25,6 +25,7 @@ typedef enum qg_status {
     QG_ERR_SQL,                 /* the server rejected the statement (22, 42, ...) */
     QG_ERR_FORBIDDEN,           /* 42501 insufficient privilege */
     QG_ERR_READ_ONLY,           /* 25006 write in a read-only transaction */
+    QG_ERR_RAW_SQL_DISABLED,    /* ALLOW_RAW_SQL=false: only named queries, but for admin */
     QG_ERR_CONFLICT,            /* class 23; 40001/40P01 after retries */
     QG_ERR_RESULT_TOO_LARGE,    /* result past MAX_RESULT_ROWS / MAX_RESULT_BYTES */
     QG_ERR_POOL_TIMEOUT,        /* no connection within DB_POOL_TIMEOUT */

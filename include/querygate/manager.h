@@ -107,6 +107,8 @@ struct qg_exec_options {
                                 statement returned no rows on this connection before:
                                 then it is committed when qg_exec succeeds, so let
                                 nothing after it fail) */
+    bool prepare;            /* the SQL is known to repeat (a named query): prepare it on
+                                its first use on a connection, not its second */
 };
 
 /*

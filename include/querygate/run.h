@@ -20,6 +20,7 @@ struct qg_run_spec {
     const qg_params *const *params;  /* n parameter sets (entries may be NULL), or NULL */
     struct qg_tx_options tx;
     bool numbers_as_strings;         /* int8 and numeric as JSON strings */
+    bool prepare;                    /* as qg_exec_options.prepare: prepared on first use */
     const char *log_tag;             /* what the core's log lines about this run give as
                                         qg_log_tag() (a request id); borrowed; may be NULL */
 };

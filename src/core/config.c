@@ -149,6 +149,10 @@ static const struct cf_row rows[] = {
         "comma list of origins, or *; unset: no CORS headers"),
     STR("CORS_ALLOW_HEADERS", cors_allow_headers, NULL, CF_PLAIN,
         "comma list of request headers a browser may send; unset: " QG_CORS_ALLOW_HEADERS_DEFAULT),
+    STR("QUERIES_DIR", queries_dir, NULL, CF_PLAIN,
+        "folder of NAME.sql named queries, run by POST /queries/NAME; SIGHUP re-reads it"),
+    CHOICE("ALLOW_RAW_SQL", CF_BOOL, allow_raw_sql, "true", NULL,
+           "false: /query, /update, /insert, /transaction only for admin keys"),
     CHOICE("LOG_FORMAT", CF_ENUM, log_format, "text", log_format_names, "log line format"),
     CHOICE("LOG_LEVEL", CF_ENUM, log_level, "info", log_level_names, "least severe level logged"),
 };

@@ -26,6 +26,7 @@ static const struct qg_status_info infos[] = {
     [QG_ERR_SQL] = {"sql_error", 400, 0},
     [QG_ERR_FORBIDDEN] = {"forbidden", 403, 0},
     [QG_ERR_READ_ONLY] = {"read_only", 403, 0},
+    [QG_ERR_RAW_SQL_DISABLED] = {"raw_sql_disabled", 403, 0},
     [QG_ERR_CONFLICT] = {"conflict", 409, 0},
     [QG_ERR_RESULT_TOO_LARGE] = {"result_too_large", 422, 0},
     [QG_ERR_POOL_TIMEOUT] = {"pool_timeout", 503, 1},

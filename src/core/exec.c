@@ -47,6 +47,7 @@ struct qgp_exec {
     const qg_params *const *params;
     bool numbers_as_strings;
     bool last;                   /* opt->last: the transaction may end with the last trip */
+    bool prepare;                /* opt->prepare: prepare on the first use */
     qg_result **out;
     qg_error *err;
     qg_status s;
@@ -152,16 +153,17 @@ static void queue_prologue(struct qgp_exec *x)
 }
 
 /* Which server-side statement an item runs, and whether it must be prepared first. */
-static void choose_name(qg_conn *c, struct item *it)
+static void choose_name(qg_conn *c, struct item *it, bool repeats)
 {
     struct qgp_stmt *st = it->st;
     if (it->arrays) {
         it->name = ""; /* prepared and described by choose_array_forms */
     } else if (c->m->cfg->prepared_statements && !c->pooler) {
-        /* NOTE: prepare on the second use: one-off SQL costs the server no extra work. */
+        /* NOTE: prepare on the second use: one-off SQL costs the server no extra work;
+           SQL known to repeat (repeats: a named query) is prepared at once. */
         if (st->prepared || st->prepare_queued) {
             it->name = st->name;
-        } else if (st->uses >= 2) {
+        } else if (st->uses >= 2 || repeats) {
             it->name = st->name;
             it->prepare = st->prepare_queued = true;
         }
@@ -225,7 +227,7 @@ static void statement_trip(struct qgp_exec *x, size_t first, size_t count, bool 
     queue_prologue(x);
     for (size_t i = 0; i < count; i++) {
         struct item *it = &items[i];
-        choose_name(c, it);
+        choose_name(c, it, x->prepare);
         if (it->prepare) {
             const qgp_sql *ps = it->st->parsed;
             qgp_trip_item(&x->trip, QGP_PART_PREPARE, it,
@@ -444,6 +446,7 @@ qg_status qgp_exec_start(qg_conn *c, size_t n, const char *const *sql,
     x->params = params;
     x->numbers_as_strings = opt ? opt->numbers_as_strings : c->m->cfg->numbers_as_strings;
     x->last = opt && opt->last;
+    x->prepare = opt && opt->prepare;
     x->out = out;
     x->err = err;
     x->failed_at = -1;

@@ -40,6 +40,7 @@ struct qg_run {
     const qg_params **params;
     struct qg_tx_options tx;
     bool numbers_as_strings;
+    bool prepare;
     qg_run_done done;
     void *arg;
     qg_result **results;
@@ -308,7 +309,8 @@ static void start_body(qg_run *r)
         return;
     }
     qgp_tx_begin(r->c, &r->tx);
-    struct qg_exec_options opt = {.numbers_as_strings = r->numbers_as_strings, .last = true};
+    struct qg_exec_options opt = {.numbers_as_strings = r->numbers_as_strings, .last = true,
+                                  .prepare = r->prepare};
     free_results(r);
     r->s = qgp_exec_start(r->c, r->n, r->sql, r->params, &opt, r->results, request_cancel, r,
                           &r->e, &r->x);
@@ -471,6 +473,7 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
     r->m = m;
     r->tx = spec->tx;
     r->numbers_as_strings = spec->numbers_as_strings;
+    r->prepare = spec->prepare;
     r->done = done;
     r->arg = arg;
     qg_error_clear(&r->e);

@@ -78,15 +78,17 @@ unsigned qgh_scopes_parse(const char *list)
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {{"read", QGH_SCOPE_READ}, {"write", QGH_SCOPE_WRITE}, {"admin", QGH_SCOPE_ADMIN}};
+    } names[] = {{"read", QGH_SCOPE_READ}, {"write", QGH_SCOPE_WRITE}, {"admin", QGH_SCOPE_ADMIN},
+                 {"named", QGH_SCOPE_NAMED}};
+    const size_t nnames = sizeof names / sizeof names[0];
     unsigned scopes = 0;
     const char *p = list;
     for (;;) {
         size_t n = strcspn(p, ",");
         size_t k = 0;
-        while (k < 3 && (strlen(names[k].name) != n || strncmp(names[k].name, p, n)))
+        while (k < nnames && (strlen(names[k].name) != n || strncmp(names[k].name, p, n)))
             k++;
-        if (k == 3)
+        if (k == nnames)
             return 0;
         scopes |= names[k].bit;
         if (!p[n])
@@ -140,7 +142,8 @@ static qg_status parse_entry(char *line, const char *where, const char *label, s
     if (!k.scopes)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "%s: the scopes (second field) are not a comma list of read, write, "
-                            "admin; separate entries with ';' (API_KEYS) or newlines (the file)",
+                            "admin, named; separate entries with ';' (API_KEYS) or newlines "
+                            "(the file)",
                             where);
     if (f[2] && !qgh_role_valid(f[2]))
         return qg_error_set(err, QG_ERR_CONFIG,

@@ -13,6 +13,7 @@ enum qgh_scope {
     QGH_SCOPE_READ = 1,  /* /query */
     QGH_SCOPE_WRITE = 2, /* /update, /insert, /transaction */
     QGH_SCOPE_ADMIN = 4, /* /health, /pool, /metrics; details of /health/ready */
+    QGH_SCOPE_NAMED = 8, /* POST /queries/NAME of either mode, and nothing else */
     QGH_SCOPE_ALL = 7
 };
 

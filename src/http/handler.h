@@ -10,6 +10,7 @@
 
 struct qgh_auth;
 struct qgh_metrics;
+struct qgh_named;
 struct qgh_principal;
 struct qgh_reply;
 
@@ -19,6 +20,7 @@ struct qgh_ctx {
     qg_manager *m;
     struct qgh_metrics *metrics;
     struct qgh_auth *auth;
+    struct qgh_named *named;    /* QUERIES_DIR's queries; NULL: none */
     const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
 };
 
@@ -27,6 +29,7 @@ struct qgh_call {
     const char *body;   /* NUL-terminated; len bytes (may contain NULs) */
     size_t len;
     const char *request_id;
+    const char *path;   /* the request's path, decoded */
     const struct qgh_principal *who; /* what its API key or token allows */
     struct qgh_reply *reply;
     /* For QGH_RUNS routes (router.h), else NULL: */

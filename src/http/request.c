@@ -141,32 +141,52 @@ static qg_status get_batch(json_t *arr, struct qgh_statement *st, qg_error *err)
     return QG_OK;
 }
 
-qg_status qgh_parse_statement(const char *body, size_t len, bool allow_batch,
-                              bool default_nas, struct qgh_statement *out, qg_error *err)
+/* A statement object; sql NULL: its "sql" key, else sql (a named query's, keys without "sql"). */
+static qg_status parse_statement(const char *body, size_t len, const char *sql, bool allow_batch,
+                                 bool default_nas, struct qgh_statement *out, qg_error *err)
 {
     static const char *const keys[] = {"sql", "params", "numbers_as_strings", NULL};
+    const char *where = sql ? "the body" : "the statement";
     memset(out, 0, sizeof *out);
     out->numbers_as_strings = default_nas;
     out->root = parse_object(body, len, err);
     if (!out->root)
         return err ? err->status : QG_ERR_INVALID_JSON;
-    qg_status s = check_keys(out->root, keys, "the statement", err);
-    if (s == QG_OK)
-        s = get_sql(out->root, "the statement", &out->sql, err);
+    qg_status s = check_keys(out->root, sql ? keys + 1 : keys, where, err);
+    if (s == QG_OK && sql)
+        out->sql = sql;
+    else if (s == QG_OK)
+        s = get_sql(out->root, where, &out->sql, err);
     if (s == QG_OK)
         s = get_bool(out->root, "numbers_as_strings", &out->numbers_as_strings, err);
     json_t *params = json_object_get(out->root, "params");
     if (s == QG_OK && allow_batch && json_is_array(params)) {
         s = get_batch(params, out, err);
+    } else if (s == QG_OK && sql && json_is_array(params)) {
+        s = qg_error_set(err, QG_ERR_INVALID_REQUEST,
+                         "\"params\" must be an object: a read query runs once (only a write "
+                         "query takes an array of parameter sets)");
     } else if (s == QG_OK) {
         out->sets = calloc(1, sizeof *out->sets);
         if (!out->sets)
             return qg_error_set(err, QG_ERR_INTERNAL, "out of memory");
-        s = get_params(params, "the statement", &out->sets[0], err);
+        s = get_params(params, where, &out->sets[0], err);
         if (s == QG_OK)
             out->nsets = 1;
     }
     return s;
+}
+
+qg_status qgh_parse_statement(const char *body, size_t len, bool allow_batch,
+                              bool default_nas, struct qgh_statement *out, qg_error *err)
+{
+    return parse_statement(body, len, NULL, allow_batch, default_nas, out, err);
+}
+
+qg_status qgh_parse_named(const char *body, size_t len, const char *sql, bool allow_batch,
+                          bool default_nas, struct qgh_statement *out, qg_error *err)
+{
+    return parse_statement(body, len, sql, allow_batch, default_nas, out, err);
 }
 
 void qgh_tx_body_free(struct qgh_tx_body *tx)

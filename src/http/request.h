@@ -31,6 +31,11 @@ qg_status qgh_parse_statement(const char *body, size_t len, bool allow_batch,
                               bool default_nas, struct qgh_statement *out,
                               qg_error *err) QG_MUSTCHECK;
 void qgh_statement_free(struct qgh_statement *st);
+/* The body of POST /queries/NAME, {params, numbers_as_strings}, for sql (borrowed: it
+   must outlive out). */
+qg_status qgh_parse_named(const char *body, size_t len, const char *sql, bool allow_batch,
+                          bool default_nas, struct qgh_statement *out,
+                          qg_error *err) QG_MUSTCHECK;
 
 /* {statements: [...], isolation, read_only, numbers_as_strings}. */
 qg_status qgh_parse_transaction(const char *body, size_t len, bool default_nas,

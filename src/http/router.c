@@ -16,10 +16,17 @@
  * shows details only to an admin key (routes_health.c). /openapi.json is open too.
  */
 static const struct qgh_route routes[] = {
-    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_READ},
-    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
-    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
-    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_RUNS, QGH_SCOPE_WRITE},
+    {"POST", "/query", qgh_route_query, QGH_JSON_BODY | QGH_RUNS | QGH_RAW_SQL, QGH_SCOPE_READ},
+    {"POST", "/update", qgh_route_update, QGH_JSON_BODY | QGH_RUNS | QGH_RAW_SQL,
+     QGH_SCOPE_WRITE},
+    {"POST", "/insert", qgh_route_insert, QGH_JSON_BODY | QGH_RUNS | QGH_RAW_SQL,
+     QGH_SCOPE_WRITE},
+    {"POST", "/transaction", qgh_route_transaction, QGH_JSON_BODY | QGH_RUNS | QGH_RAW_SQL,
+     QGH_SCOPE_WRITE},
+    /* The handler checks read or write by the query's mode; a named key may run both. */
+    {"POST", "/queries/{name}", qgh_route_named_run, QGH_JSON_BODY | QGH_RUNS | QGH_PATH_NAME,
+     QGH_SCOPE_READ | QGH_SCOPE_WRITE | QGH_SCOPE_NAMED},
+    {"GET", "/queries", qgh_route_named_list, 0, QGH_SCOPE_READ},
     {"GET", "/health", qgh_route_health, QGH_BLOCKS, QGH_SCOPE_ADMIN},
     {"GET", "/health/live", qgh_route_live, 0, 0},
     {"GET", "/health/ready", qgh_route_ready, QGH_BLOCKS, 0},
@@ -88,13 +95,21 @@ static bool is_json_type(const char *ct)
     return !*skip_ws(p);
 }
 
+static bool path_matches(const struct qgh_route *r, const char *path)
+{
+    if (!(r->flags & QGH_PATH_NAME))
+        return !strcmp(r->path, path);
+    size_t n = strcspn(r->path, "{");
+    return !strncmp(r->path, path, n) && path[n] && !strchr(path + n, '/');
+}
+
 /* The route for path and method; else NULL with *path_match the path's first route, if any. */
 static const struct qgh_route *lookup(const char *path, const char *method,
                                       const struct qgh_route **path_match, size_t *endpoint)
 {
     *path_match = NULL;
     for (size_t i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, path))
+        if (!path_matches(&routes[i], path))
             continue;
         if (!*path_match) {
             *path_match = &routes[i];
@@ -110,7 +125,17 @@ static const struct qgh_route *lookup(const char *path, const char *method,
 
 static const char *scope_name(unsigned scope)
 {
-    return scope == QGH_SCOPE_READ ? "read" : scope == QGH_SCOPE_WRITE ? "write" : "admin";
+    return scope == QGH_SCOPE_READ    ? "read"
+           : scope == QGH_SCOPE_WRITE ? "write"
+           : scope == QGH_SCOPE_ADMIN ? "admin"
+                                      : "read, write or named";
+}
+
+/* ALLOW_RAW_SQL=false: the raw SQL endpoints are for admin keys only. */
+static bool raw_sql_refused(const struct qgh_head *h, const struct qgh_route *route,
+                            const struct qgh_principal *who)
+{
+    return h->raw_sql_off && (route->flags & QGH_RAW_SQL) && !(who->scopes & QGH_SCOPE_ADMIN);
 }
 
 /*
@@ -127,18 +152,25 @@ static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
             qgh_principal_clear(who); /* open: answered, but without details */
         return true;
     }
-    if (r == QGH_AUTH_OK && (who->scopes & route->scope))
+    if (r == QGH_AUTH_OK && raw_sql_refused(h, route, who)) {
+        qgh_reply_fail(rep, "raw_sql_disabled",
+                       "%.100s is turned off for keys without the admin scope "
+                       "(ALLOW_RAW_SQL=false); call a named query: POST /queries/NAME (GET "
+                       "/queries lists them)", h->path);
+    } else if (r == QGH_AUTH_OK && (who->scopes & route->scope)) {
         return true;
-    if (r == QGH_AUTH_OK) {
+    } else if (r == QGH_AUTH_OK) {
         static const char *const insufficient[] = {
             "Bearer error=\"insufficient_scope\", scope=\"read\"",
             "Bearer error=\"insufficient_scope\", scope=\"write\"",
-            "Bearer error=\"insufficient_scope\", scope=\"admin\""};
+            "Bearer error=\"insufficient_scope\", scope=\"admin\"",
+            "Bearer error=\"insufficient_scope\", scope=\"read write named\""};
         qgh_reply_fail(rep, "forbidden", "this %s lacks the %s scope that %.100s needs",
                        who->claims ? "token" : "API key", scope_name(route->scope), h->path);
         rep->www_authenticate = insufficient[route->scope == QGH_SCOPE_READ    ? 0
                                              : route->scope == QGH_SCOPE_WRITE ? 1
-                                                                               : 2];
+                                             : route->scope == QGH_SCOPE_ADMIN ? 2
+                                                                               : 3];
     } else if (r == QGH_AUTH_MISSING) {
         qgh_reply_fail(rep, "unauthorized",
                        "%.100s needs an API key: send the header Authorization: Bearer <key>",
@@ -219,7 +251,8 @@ const struct qgh_route *qgh_dispatch_head(const struct qgh_head *h, size_t *endp
     if (!path_match) {
         qgh_reply_fail(rep, "not_found",
                        "no endpoint %.100s; the endpoints are /query, /update, /insert, "
-                       "/transaction, /health, /health/live, /health/ready, /pool, /metrics",
+                       "/transaction, /queries, /queries/NAME, /health, /health/live, "
+                       "/health/ready, /pool, /metrics",
                        h->path);
         return NULL;
     }

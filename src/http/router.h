@@ -14,7 +14,9 @@ struct qgh_reply;
 enum qgh_route_flags {
     QGH_JSON_BODY = 1, /* POST with a JSON body (415 otherwise) */
     QGH_RUNS = 2,      /* runs statements with qg_run on the request's loop (see qgh_call) */
-    QGH_BLOCKS = 4     /* waits on the database otherwise: runs on a helper thread */
+    QGH_BLOCKS = 4,    /* waits on the database otherwise: runs on a helper thread */
+    QGH_RAW_SQL = 8,   /* runs the caller's SQL: only for admin keys when ALLOW_RAW_SQL=false */
+    QGH_PATH_NAME = 16 /* path "/prefix/{name}": the prefix and one non-empty segment */
 };
 
 struct qgh_route {
@@ -22,7 +24,7 @@ struct qgh_route {
     const char *path;
     qgh_handler handler;
     unsigned flags;
-    unsigned scope; /* the QGH_SCOPE_* a key needs; 0: open to all */
+    unsigned scope; /* the QGH_SCOPE_* a key needs (any one of them); 0: open to all */
 };
 
 /* How many routes; metrics endpoints are 0..n-1 by route, n is "other". */
@@ -43,6 +45,7 @@ struct qgh_head {
     size_t head_bytes;          /* request line and headers, as received (about) */
     bool draining;
     long max_body;
+    bool raw_sql_off;           /* ALLOW_RAW_SQL=false */
     struct qgh_auth *auth;
     const char *authorization;  /* the Authorization header or NULL */
     const struct qgh_cors *cors; /* NULL: CORS not configured */

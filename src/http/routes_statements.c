@@ -1,4 +1,4 @@
-/* POST /query, /update, /insert: one statement (or a batch) in one transaction, run with qg_run. */
+/* POST /query, /update, /insert (and named queries): one statement (or a batch) in one transaction, run with qg_run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,15 +7,16 @@
 #include "request.h"
 #include "routes.h"
 
-enum kind { QUERY, UPDATE, INSERT };
-
 /* One request's statement while it runs; freed by its end. */
 struct run {
     struct qgh_call *call;
-    enum kind kind;
+    enum qgh_answer kind;
     struct qgh_statement st;
+    bool prepare;     /* qg_run_spec.prepare */
+    qg_queries *hold; /* the named query's set, kept until the end; or NULL */
     const char **sql; /* st.sql once per parameter set */
     long long affected;
+    bool returning;   /* some result had columns (RETURNING) */
     qg_buf rows;      /* row objects joined by commas, no brackets */
     char *id;         /* JSON of the first RETURNING row's first value */
 };
@@ -23,6 +24,7 @@ struct run {
 static void run_free(struct run *r)
 {
     qgh_statement_free(&r->st);
+    qg_queries_unref(r->hold);
     free(r->sql);
     qg_buf_free(&r->rows);
     free(r->id);
@@ -32,6 +34,9 @@ static void run_free(struct run *r)
 /* Adds a result's rows ("[{...},{...}]") to the concatenation. */
 static qg_status collect_rows(struct run *r, const qg_result *res, qg_error *err)
 {
+    size_t cols;
+    qg_result_columns_json(res, &cols);
+    r->returning |= cols > 2;
     if (qg_result_row_count(res) <= 0)
         return QG_OK;
     if (!r->id) {
@@ -72,8 +77,11 @@ static void answer_writes(struct run *r, struct qgh_reply *rep)
     qg_buf b;
     qg_buf_init(&b);
     qg_buf_printf(&b, "{\"affected_rows\":%lld", r->affected);
-    if (r->kind == INSERT) {
-        qg_buf_printf(&b, ",\"id\":%s,\"rows\":[", r->id ? r->id : "null");
+    if (r->kind == QGH_ANSWER_INSERT)
+        qg_buf_printf(&b, ",\"id\":%s", r->id ? r->id : "null");
+    /* A named write has rows when it has RETURNING; /insert always. */
+    if (r->kind == QGH_ANSWER_INSERT || r->returning) {
+        qg_buf_puts(&b, ",\"rows\":[");
         qg_buf_append(&b, r->rows.data ? r->rows.data : "", r->rows.len);
         qg_buf_puts(&b, "]");
     }
@@ -94,12 +102,12 @@ static void run_done(void *arg, qg_status s, qg_result **results, const qg_error
     call->run = NULL;
     qg_error cerr;
     qg_error_clear(&cerr);
-    if (s == QG_OK && r->kind == QUERY) {
+    if (s == QG_OK && r->kind == QGH_ANSWER_QUERY) {
         answer_query(results[0], call->reply);
     } else if (s == QG_OK) {
         for (size_t i = 0; i < r->st.nsets && s == QG_OK; i++) {
             r->affected += qg_result_affected_rows(results[i]);
-            if (r->kind == INSERT)
+            if (r->kind == QGH_ANSWER_INSERT || r->kind == QGH_ANSWER_WRITE)
                 s = collect_rows(r, results[i], &cerr);
         }
         if (s == QG_OK)
@@ -113,26 +121,12 @@ static void run_done(void *arg, qg_status s, qg_result **results, const qg_error
     call->finish(call);
 }
 
-static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, enum kind kind)
+/* Starts r (its statement parsed): the answer comes from run_done, or now on failure. */
+static void start(const struct qgh_ctx *ctx, struct run *r)
 {
+    struct qgh_call *call = r->call;
     qg_error err;
     qg_error_clear(&err);
-    struct run *r = calloc(1, sizeof *r);
-    if (!r) {
-        qgh_reply_fail(call->reply, "internal_error", "out of memory starting the statement");
-        call->finish(call);
-        return;
-    }
-    r->call = call;
-    r->kind = kind;
-    qg_status s = qgh_parse_statement(call->body, call->len, kind != QUERY,
-                                      ctx->cfg->numbers_as_strings, &r->st, &err);
-    if (s != QG_OK) {
-        qgh_reply_error(call->reply, &err);
-        run_free(r);
-        call->finish(call);
-        return;
-    }
     size_t n = r->st.nsets;
     r->sql = calloc(n, sizeof *r->sql);
     for (size_t i = 0; r->sql && i < n; i++)
@@ -142,14 +136,17 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         .n = n,
         .sql = r->sql,
         .params = (const qg_params *const *)r->st.sets,
-        .tx = {.isolation = QG_ISOLATION_DEFAULT, .read_only = kind == QUERY,
+        .tx = {.isolation = QG_ISOLATION_DEFAULT,
+               .read_only = r->kind == QGH_ANSWER_QUERY,
                .caller = qgh_caller(call), .claims = qgh_claims(call)},
         .numbers_as_strings = r->st.numbers_as_strings,
+        .prepare = r->prepare,
         .log_tag = call->request_id,
     };
     qg_manager *m = NULL;
-    s = r->sql ? qgh_manager_for(ctx, call, &m, &err)
-               : qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the statement");
+    qg_status s = r->sql ? qgh_manager_for(ctx, call, &m, &err)
+                         : qg_error_set(&err, QG_ERR_INTERNAL,
+                                        "out of memory starting the statement");
     if (s == QG_OK && !qg_run_start(call->loop, m, &spec, run_done, r, &call->run))
         s = qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the statement");
     if (s != QG_OK) {
@@ -159,17 +156,64 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
     }
 }
 
+/* A new run for call; NULL (call answered and finished) when out of memory. */
+static struct run *run_new(struct qgh_call *call, enum qgh_answer kind)
+{
+    struct run *r = calloc(1, sizeof *r);
+    if (!r) {
+        qgh_reply_fail(call->reply, "internal_error", "out of memory starting the statement");
+        call->finish(call);
+        return NULL;
+    }
+    r->call = call;
+    r->kind = kind;
+    return r;
+}
+
+static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, enum qgh_answer kind)
+{
+    struct run *r = run_new(call, kind);
+    if (!r)
+        return;
+    qg_error err;
+    qg_error_clear(&err);
+    if (qgh_parse_statement(call->body, call->len, kind != QGH_ANSWER_QUERY,
+                            ctx->cfg->numbers_as_strings, &r->st, &err) != QG_OK) {
+        qgh_reply_error(call->reply, &err);
+        run_free(r);
+        call->finish(call);
+        return;
+    }
+    start(ctx, r);
+}
+
+void qgh_run_statement(const struct qgh_ctx *ctx, struct qgh_call *call, enum qgh_answer answer,
+                       struct qgh_statement *st, bool prepare, qg_queries *hold)
+{
+    struct run *r = run_new(call, answer);
+    if (!r) {
+        qgh_statement_free(st);
+        qg_queries_unref(hold);
+        return;
+    }
+    r->st = *st;
+    memset(st, 0, sizeof *st);
+    r->prepare = prepare;
+    r->hold = hold;
+    start(ctx, r);
+}
+
 void qgh_route_query(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
-    statement_route(ctx, call, QUERY);
+    statement_route(ctx, call, QGH_ANSWER_QUERY);
 }
 
 void qgh_route_update(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
-    statement_route(ctx, call, UPDATE);
+    statement_route(ctx, call, QGH_ANSWER_UPDATE);
 }
 
 void qgh_route_insert(const struct qgh_ctx *ctx, struct qgh_call *call)
 {
-    statement_route(ctx, call, INSERT);
+    statement_route(ctx, call, QGH_ANSWER_INSERT);
 }

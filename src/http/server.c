@@ -79,6 +79,7 @@ struct request {
     struct MHD_Connection *conn;
     struct qgh_conn *guard;       /* the connection's deadline; may be NULL */
     const char *origin;           /* MHD's copy, valid while the request lives */
+    const char *url;              /* MHD's (decoded), valid while the request lives */
     const struct qgh_route *route; /* NULL when the head checks answered */
     size_t endpoint;
     enum req_state state;
@@ -311,8 +312,9 @@ static void echo_body(qg_server *s, struct request *r)
 /* The body is complete: answer inline, or suspend until the answer is ready. */
 static enum MHD_Result run(qg_server *s, struct request *r)
 {
-    r->call = (struct qgh_call){r->body.data ? r->body.data : "", r->body.len, r->request_id,
-                                &r->who, &r->reply, NULL, NULL, NULL};
+    r->call = (struct qgh_call){.body = r->body.data ? r->body.data : "", .len = r->body.len,
+                                .request_id = r->request_id, .path = r->url, .who = &r->who,
+                                .reply = &r->reply};
     if (!(r->route->flags & (QGH_RUNS | QGH_BLOCKS))) {
         r->route->handler(&s->ctx, &r->call);
         if (!r->reply.status)
@@ -412,6 +414,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
     *req_cls = r;
     r->srv = s;
     r->conn = c;
+    r->url = url;
     r->start = qg_now();
     snprintf(r->method, sizeof r->method, "%s", method);
     snprintf(r->path, sizeof r->path, "%s", url);
@@ -434,6 +437,7 @@ static enum MHD_Result begin(qg_server *s, struct MHD_Connection *c, const char 
                                                          MHD_HTTP_HEADER_TRANSFER_ENCODING),
         .draining = atomic_load(&s->draining),
         .max_body = s->ctx.cfg->http_max_body,
+        .raw_sql_off = !s->ctx.cfg->allow_raw_sql,
         .auth = s->ctx.auth,
         .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_AUTHORIZATION),
@@ -630,7 +634,7 @@ static qg_status start_loops(qg_server *s, qg_error *err)
 }
 
 qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *auth,
-                          qg_server **out, qg_error *err)
+                          struct qgh_named *named, qg_server **out, qg_error *err)
 {
     *out = NULL;
     qg_server *s = calloc(1, sizeof *s);
@@ -639,6 +643,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
     s->ctx.cfg = cfg;
     s->ctx.m = m;
     s->ctx.auth = auth;
+    s->ctx.named = named;
     s->ctx.unready = &s->unready;
     const char *names[32];
     size_t n = qgh_route_count();

@@ -6,14 +6,16 @@
 
 typedef struct qg_server qg_server;
 struct qgh_auth;
+struct qgh_named;
 
 /*
  * Binds cfg->host:cfg->port (port 0: a free one, see qg_server_port) and starts
- * answering. cfg, m and auth (see auth.c; NULL: no authentication) must outlive
- * the server. *out is new; qg_server_stop frees it.
+ * answering. cfg, m, auth (see auth.c; NULL: no authentication) and named (the
+ * named queries, named.c; NULL: none) must outlive the server. *out is new;
+ * qg_server_stop frees it.
  */
 qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, struct qgh_auth *auth,
-                          qg_server **out, qg_error *err) QG_MUSTCHECK;
+                          struct qgh_named *named, qg_server **out, qg_error *err) QG_MUSTCHECK;
 
 /* The port actually bound. */
 int qg_server_port(const qg_server *s);

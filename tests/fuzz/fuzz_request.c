@@ -1,4 +1,4 @@
-/* libFuzzer target: the HTTP request decoder (qgh_parse_statement, qgh_parse_transaction) on any bytes. */
+/* libFuzzer target: the HTTP request decoder (qgh_parse_statement, qgh_parse_named, qgh_parse_transaction) on any bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +37,25 @@ static void statement(const char *body, size_t size, bool allow_batch)
     ASSERT(st.root == NULL && st.sets == NULL && st.nsets == 0);
 }
 
+/* POST /queries/NAME's body: the statement decoder with the SQL given, never "sql". */
+static void named(const char *body, size_t size, bool write)
+{
+    static const char sql[] = "SELECT :a";
+    qg_error e;
+    qg_error_clear(&e);
+    struct qgh_statement st;
+    qg_status s = qgh_parse_named(body, size, sql, write, size & 1, &st, &e);
+    if (s == QG_OK) {
+        ASSERT(st.sql == sql);
+        ASSERT(st.nsets >= 1 && st.sets);
+        ASSERT(write || !st.batch);
+    } else {
+        check_failure(s, &e);
+    }
+    qgh_statement_free(&st);
+    ASSERT(st.root == NULL && st.sets == NULL && st.nsets == 0);
+}
+
 static void transaction(const char *body, size_t size)
 {
     qg_error e;
@@ -65,6 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body[size] = '\0';
     statement(body, size, false);
     statement(body, size, true);
+    named(body, size, false);
+    named(body, size, true);
     transaction(body, size);
     free(body);
     return 0;

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from qgharness import (Server, admin_sql, check, database_url, node_major, run_tests, skip,  # noqa: E402
@@ -105,12 +106,22 @@ def setup():
     admin_sql("DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id serial PRIMARY KEY, name text "
               "UNIQUE); GRANT ALL ON {t} TO qg; GRANT ALL ON SEQUENCE {t}_id_seq TO qg"
               .format(t=T))
-    server = Server(MAX_RESULT_ROWS=5, PG_STATEMENT_TIMEOUT=300, HTTP_MAX_BODY=2048)
+    queries = tempfile.mkdtemp(prefix="qgt-openapi-")
+    for name, text in (("t_read", "SELECT id, name FROM %s WHERE id <= :n" % T),
+                       ("t_write", "-- querygate: write\nINSERT INTO %s (name) VALUES (:n) "
+                                   "RETURNING id" % T),
+                       ("t_update", "-- querygate: write\nUPDATE %s SET name = name" % T)):
+        with open(os.path.join(queries, name + ".sql"), "w") as f:
+            f.write(text)
+    server = Server(MAX_RESULT_ROWS=5, PG_STATEMENT_TIMEOUT=300, HTTP_MAX_BODY=2048,
+                    QUERIES_DIR=queries)
+    server.queries_dir = queries
     return spec, server
 
 
 def teardown(state):
     state[1].stop()
+    shutil.rmtree(state[1].queries_dir, ignore_errors=True)
     admin_sql("DROP TABLE IF EXISTS %s" % T)
 
 
@@ -175,6 +186,13 @@ def cases():
         ("GET", "/metrics", None, {}),
         ("POST", "/pool", None, {}),
         ("GET", "/openapi.json", None, {}),
+        ("GET", "/queries", None, {}),
+        ("POST", "/queries/t_read", {"params": {"n": 2}}, {}),
+        ("POST", "/queries/t_read", {"params": {}}, {}),
+        ("POST", "/queries/t_write", {"params": [{"n": "named-1"}, {"n": "named-2"}]}, {}),
+        ("POST", "/queries/t_update", {}, {}),
+        ("POST", "/queries/nope", {}, {}),
+        ("GET", "/queries/t_read", None, {}),
     ]
 
 
@@ -184,10 +202,11 @@ def test_answers_match_spec(state):
     for method, path, body, headers in cases():
         r = s.post(path, body, headers=headers) if method == "POST" and body is not None \
             else s.request(method, path, headers=headers)
-        op = spec["paths"][path].get(method.lower())
+        item = spec["paths"]["/queries/{name}" if path.startswith("/queries/") else path]
+        op = item.get(method.lower())
         if op is None:
             check(r.status == 405, (path, method, r))
-            op = next(iter(spec["paths"][path].values()))
+            op = next(iter(item.values()))
         resp = op["responses"].get(str(r.status))
         check(resp is not None, "%s %s: status %d is not documented" % (method, path, r.status))
         resp = resolve(spec, resp)
@@ -203,7 +222,7 @@ def test_answers_match_spec(state):
             if resolve(spec, h).get("required"):
                 check(r.header(name), "%s %s -> %d: no %s" % (method, path, r.status, name))
         seen.add(r.status)
-    want = {200, 400, 403, 405, 413, 415, 422, 504}
+    want = {200, 400, 403, 404, 405, 413, 415, 422, 504}
     check(want <= seen, "statuses not exercised: %s" % (want - seen))
 
 

@@ -61,6 +61,9 @@ static void scopes(void)
     CHECK_INT(qgh_scopes_parse("write"), QGH_SCOPE_WRITE);
     CHECK_INT(qgh_scopes_parse("admin,read"), QGH_SCOPE_ADMIN | QGH_SCOPE_READ);
     CHECK_INT(qgh_scopes_parse("read,write,admin"), QGH_SCOPE_ALL);
+    CHECK_INT(qgh_scopes_parse("named"), QGH_SCOPE_NAMED);
+    CHECK_INT(qgh_scopes_parse("named,read"), QGH_SCOPE_NAMED | QGH_SCOPE_READ);
+    CHECK_INT(qgh_scopes_parse("name"), 0);
     CHECK_INT(qgh_scopes_parse(""), 0);
     CHECK_INT(qgh_scopes_parse("read,"), 0);
     CHECK_INT(qgh_scopes_parse(",read"), 0);

@@ -70,6 +70,7 @@ static void defaults(void)
     CHECK_INT(c.auth, QG_AUTH_KEYS);
     CHECK(c.api_keys == NULL && c.api_keys_file == NULL && c.tls_cert_file == NULL &&
           c.tls_key_file == NULL && c.cors_allow_origins == NULL);
+    CHECK(c.queries_dir == NULL && c.allow_raw_sql);
     CHECK_INT(c.log_format, QG_LOG_TEXT);
     CHECK_INT(c.log_level, QG_LOG_INFO);
     qg_config_free(&c);
@@ -89,7 +90,7 @@ static void values_from_env(void)
                    "HTTP_MAX_BODY=2KiB", "NUMBERS_AS_STRINGS=YES", "HOST=0.0.0.0",
                    "PORT=0", "AUTH=none", "API_KEYS=k1 read", "LOG_FORMAT=json",
                    "LOG_LEVEL=debug", "CORS_ALLOW_ORIGINS=*", "TLS_CERT_FILE=/c.pem",
-                   "TLS_KEY_FILE=/k.pem", "UNRELATED=1", "DB_POOL_SIZEX=9", "HOST=ignored",
+                   "TLS_KEY_FILE=/k.pem", "QUERIES_DIR=/q", "ALLOW_RAW_SQL=off", "UNRELATED=1", "DB_POOL_SIZEX=9", "HOST=ignored",
                    NULL};
     struct qg_config c;
     qg_error err;
@@ -117,6 +118,8 @@ static void values_from_env(void)
     CHECK_INT(c.log_level, QG_LOG_DEBUG);
     CHECK_STR(c.cors_allow_origins, "*");
     CHECK_STR(c.tls_cert_file, "/c.pem");
+    CHECK_STR(c.queries_dir, "/q");
+    CHECK(!c.allow_raw_sql);
     qg_config_free(&c);
     CHECK(c.database_url == NULL && c.host == NULL);
     qg_config_free(&c); /* twice is harmless */
@@ -404,7 +407,9 @@ static void help_lists_all(void)
         "HTTP_MAX_CONNECTIONS", "HTTP_IDLE_TIMEOUT", "SHUTDOWN_TIMEOUT", "SHUTDOWN_DELAY", "AUTH",
         "API_KEYS",
         "API_KEYS_FILE", "JWT_SECRET", "JWT_PUBLIC_KEY_FILE", "JWT_JWKS_FILE", "JWT_AUDIENCE",
-        "JWT_LEEWAY_S", "JWT_ROLE_CLAIM", "JWT_DEFAULT_ROLE", "JWT_DEFAULT_SCOPES", "TLS_CERT_FILE", "TLS_KEY_FILE", "CORS_ALLOW_ORIGINS", "CORS_ALLOW_HEADERS", "LOG_FORMAT",
+        "JWT_LEEWAY_S", "JWT_ROLE_CLAIM", "JWT_DEFAULT_ROLE", "JWT_DEFAULT_SCOPES", "TLS_CERT_FILE",
+        "TLS_KEY_FILE", "CORS_ALLOW_ORIGINS", "CORS_ALLOW_HEADERS", "QUERIES_DIR", "ALLOW_RAW_SQL",
+        "LOG_FORMAT",
         "LOG_LEVEL"};
     char *text = NULL;
     size_t len = 0;
@@ -417,7 +422,7 @@ static void help_lists_all(void)
     int lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    CHECK_INT(lines, 48); /* one per variable; the alias shares DB_ECHO's line */
+    CHECK_INT(lines, 50); /* one per variable; the alias shares DB_ECHO's line */
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if (!strstr(text, names[i]))
             fprintf(stderr, "   help lacks %s\n", names[i]);
@@ -442,7 +447,7 @@ static void help_lists_all(void)
     int pairs = 0;
     for (const char *p = d; p && *p; p++)
         pairs += *p == '=';
-    CHECK_INT(pairs, 48);
+    CHECK_INT(pairs, 50);
     free(d);
     qg_config_free(&c);
 }

@@ -47,6 +47,8 @@ static void status_table(void)
     }
     CHECK_INT(qg_status_info(QG_ERR_INVALID_JSON)->http_status, 400);
     CHECK_INT(qg_status_info(QG_ERR_RESULT_TOO_LARGE)->http_status, 422);
+    CHECK_INT(qg_status_info(QG_ERR_RAW_SQL_DISABLED)->http_status, 403);
+    CHECK_STR(qg_status_code(QG_ERR_RAW_SQL_DISABLED), "raw_sql_disabled");
     CHECK_INT(qg_status_info(QG_ERR_STATEMENT_TIMEOUT)->http_status, 504);
     CHECK_INT(qg_status_info(QG_ERR_POOL_TIMEOUT)->http_status, 503);
     CHECK_INT(qg_status_info(QG_ERR_POOL_TIMEOUT)->retry_after, 1);

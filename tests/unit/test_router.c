@@ -9,6 +9,8 @@
 #define READ_KEY "r-0123456789abcdef"
 #define WRITE_KEY "w-0123456789abcdef"
 #define ADMIN_KEY "a-0123456789abcdef"
+#define NAMED_KEY "n-0123456789abcdef"
+#define ADMIN_READ_KEY "ar-0123456789abcdef"
 
 /* A GET with no body, no key, no CORS: each case changes what it tests. */
 static struct qgh_head head(const char *method, const char *path)
@@ -59,7 +61,8 @@ static qgh_auth *keys(void)
 {
     /* Writable: the configuration overwrites API_KEYS once read. */
     char e_auth[] = "AUTH=keys", e_host[] = "HOST=0.0.0.0",
-         e_keys[] = "API_KEYS=" READ_KEY " read;" WRITE_KEY " write qgt_role;" ADMIN_KEY " admin";
+         e_keys[] = "API_KEYS=" READ_KEY " read;" WRITE_KEY " write qgt_role;" ADMIN_KEY " admin;"
+                    NAMED_KEY " named;" ADMIN_READ_KEY " read,admin";
     char *env[] = {e_auth, e_host, e_keys, NULL};
     struct qg_config cfg;
     qg_error err;
@@ -73,7 +76,7 @@ static qgh_auth *keys(void)
 
 static void route_table(void)
 {
-    CHECK_INT(qgh_route_count(), 10);
+    CHECK_INT(qgh_route_count(), 12);
     CHECK(qgh_route_at(qgh_route_count()) == NULL);
     for (size_t i = 0; i < qgh_route_count(); i++) {
         const struct qgh_route *r = qgh_route_at(i);
@@ -121,6 +124,25 @@ static void unknown_paths_and_methods(void)
     h = head("DELETE", "/pool");
     refused(&h, 405, "method_not_allowed", &o);
     CHECK_STR(o.rep.allow, "GET, HEAD");
+    /* /queries/NAME: one non-empty segment after the prefix. */
+    h = head("GET", "/queries/top-10_x");
+    refused(&h, 405, "method_not_allowed", &o);
+    CHECK_STR(o.rep.allow, "POST");
+    h = head("POST", "/queries/top-10_x");
+    h.content_type = "application/json";
+    dispatch(&h, &o);
+    CHECK(o.route && o.route->handler == qgh_route_named_run);
+    static const char *const not_named[] = {"/queries/", "/queries/a/b", "/queries/a/",
+                                            "/queriesx", "/querie/a"};
+    for (size_t i = 0; i < sizeof not_named / sizeof *not_named; i++) {
+        h.path = not_named[i];
+        refused(&h, 404, "not_found", &o);
+    }
+    h = head("GET", "/queries");
+    dispatch(&h, &o);
+    CHECK(o.route && o.route->handler == qgh_route_named_list);
+    h = head("POST", "/queries");
+    refused(&h, 405, "method_not_allowed", &o);
     h = head("HEAD", "/query");
     refused(&h, 405, "method_not_allowed", &o);
     h = head("OPTIONS", "/query"); /* not a preflight without CORS */
@@ -266,6 +288,71 @@ static void authentication(void)
     qgh_reply_reset(&o.rep);
 }
 
+/* The named scope runs named queries of either mode and nothing else; ALLOW_RAW_SQL=false
+   leaves the raw SQL endpoints to admin keys. */
+static void named_scope_and_raw_sql(void)
+{
+    qgh_auth *a = keys();
+    if (!a)
+        return;
+    struct outcome o = OUTCOME;
+    static const char *const raw[] = {"/query", "/update", "/insert", "/transaction"};
+    for (size_t i = 0; i < 4; i++) {
+        struct qgh_head h = head("POST", raw[i]);
+        h.auth = a;
+        h.content_type = "application/json";
+        h.authorization = "Bearer " NAMED_KEY;
+        refused(&h, 403, "forbidden", &o);
+        h.raw_sql_off = true;
+        h.authorization = "Bearer " READ_KEY;
+        refused_closing(&h, 403, "raw_sql_disabled", &o);
+        CHECK(o.rep.www_authenticate == NULL);
+        CHECK_INT(o.who.scopes, 0);
+        h.authorization = "Bearer " WRITE_KEY;
+        refused(&h, 403, "raw_sql_disabled", &o);
+        h.authorization = "Bearer " NAMED_KEY;
+        refused(&h, 403, "raw_sql_disabled", &o);
+        h.authorization = NULL; /* who the caller is comes first */
+        refused(&h, 401, "unauthorized", &o);
+        h.authorization = "Bearer " ADMIN_READ_KEY; /* admin: the scope decides, as before */
+        if (i == 0) {
+            dispatch(&h, &o);
+            CHECK(o.route != NULL);
+        } else {
+            refused(&h, 403, "forbidden", &o);
+        }
+    }
+    struct qgh_head h = head("POST", "/queries/x");
+    h.auth = a;
+    h.content_type = "application/json";
+    h.raw_sql_off = true; /* named queries keep working */
+    static const char *const runners[] = {"Bearer " NAMED_KEY, "Bearer " READ_KEY,
+                                          "Bearer " WRITE_KEY};
+    for (size_t i = 0; i < 3; i++) {
+        h.authorization = runners[i];
+        dispatch(&h, &o);
+        CHECK(o.route && o.route->handler == qgh_route_named_run);
+    }
+    h.authorization = "Bearer " ADMIN_KEY;
+    refused(&h, 403, "forbidden", &o);
+    CHECK_STR(o.rep.www_authenticate,
+              "Bearer error=\"insufficient_scope\", scope=\"read write named\"");
+    /* Listing needs read: a named key may call, not browse. */
+    h = head("GET", "/queries");
+    h.auth = a;
+    h.authorization = "Bearer " NAMED_KEY;
+    refused(&h, 403, "forbidden", &o);
+    h.authorization = "Bearer " READ_KEY;
+    dispatch(&h, &o);
+    CHECK(o.route != NULL);
+    h = head("GET", "/pool");
+    h.auth = a;
+    h.authorization = "Bearer " NAMED_KEY;
+    refused(&h, 403, "forbidden", &o);
+    qgh_auth_free(a);
+    qgh_reply_reset(&o.rep);
+}
+
 /* A preflight comes before the key (browsers send none) and before the method check. */
 static void preflight_first(void)
 {
@@ -313,6 +400,7 @@ int main(void)
     RUN(framing_and_limits);
     RUN(content_types);
     RUN(authentication);
+    RUN(named_scope_and_raw_sql);
     RUN(preflight_first);
     return qgt_done();
 }
