@@ -146,10 +146,17 @@ def setup():
             f.write("%s:%s:*:%s:%s\n" % (u.hostname, u.port, r, PW))
     os.chmod(passfile, 0o600)
     st.passfile = passfile
+    queries = os.path.join(d, "queries")
+    os.mkdir(queries)
+    with open(os.path.join(queries, "my-notes.sql"), "w") as f:
+        f.write("SELECT body FROM %s ORDER BY body\n" % NOTES)
+    with open(os.path.join(queries, "add-note.sql"), "w") as f:
+        f.write("-- querygate: write\nINSERT INTO %s (owner, body) VALUES "
+                "(current_setting('request.jwt.claims', true)::json ->> 'sub', :body)\n" % NOTES)
     # One connection per pool: every request of a role lands on the connection the last one used.
     st.s = Server(AUTH="keys", API_KEYS="%s read,write %s" % (KEY, USER), JWT_SECRET=SECRET,
                   JWT_JWKS_FILE=st.jwks, JWT_AUDIENCE=AUD, PGPASSFILE=passfile,
-                  DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, LOG_LEVEL="debug")
+                  DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, LOG_LEVEL="debug", QUERIES_DIR=queries)
     # A public key alone, a dotted role claim and a default role.
     st.s2 = Server(AUTH="keys", JWT_PUBLIC_KEY_FILE=st.pem_rsa + ".pub",
                    JWT_ROLE_CLAIM="app_metadata.role", JWT_DEFAULT_ROLE=ANON, PGPASSFILE=passfile)
@@ -296,6 +303,20 @@ def test_scopes(st):
     check_error(query(s, mint(claims("alice", USER, scope="openid profile")), "SELECT 1"), 403,
                 "forbidden", "scope without read")
     refused(s, mint(claims("alice", USER, scope=["read"])), "scope", "scope as an array")
+
+
+def test_named_queries_see_the_claims(st):
+    """A token with the scope named: its named queries run under RLS with its claims; raw SQL not."""
+    s = st.s
+    carol = mint(claims("carol", USER, scope="named"))
+    r = s.post("/queries/add-note", {"params": {"body": "c1"}}, headers=bearer(carol))
+    check(check_ok(r)["affected_rows"] == 1, r)
+    rows = check_ok(s.post("/queries/my-notes", {}, headers=bearer(carol)))["rows"]
+    check(rows == [{"body": "c1"}], rows)
+    alice = mint(claims("alice", USER, scope="named"))
+    rows = check_ok(s.post("/queries/my-notes", {}, headers=bearer(alice)))["rows"]
+    check([r["body"] for r in rows] == ["a1", "a2"], rows)
+    check_error(query(s, carol, "SELECT 1"), 403, "forbidden", "scope named, raw SQL")
 
 
 def test_nothing_of_one_requests_claims_in_the_next(st):
