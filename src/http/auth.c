@@ -429,6 +429,11 @@ enum qg_log_level qgh_auth_describe(qgh_auth *a, char *out, size_t size)
         jwt[0] = ' ';
         qgh_jwt_describe(a->jwt, jwt + 1, sizeof jwt - 1);
     }
+    if (a->jwt && n == 0 && !a->file) {
+        snprintf(out, size, "no API keys; every endpoint but /health/live and /health/ready "
+                            "needs a token.%s", jwt);
+        return QG_LOG_INFO;
+    }
     snprintf(out, size, "API keys: %zu loaded (%s%s%s%s); every endpoint but /health/live "
                         "and /health/ready needs one%s; SIGHUP reloads the file.%s",
              n, a->inline_keys.n ? "API_KEYS" : "", a->inline_keys.n && a->file ? ", " : "",

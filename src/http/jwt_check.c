@@ -47,7 +47,8 @@ static qg_status configure(qgh_jwt *j, const struct qg_config *cfg, qg_error *er
     j->default_scopes = qgh_scopes_parse(cfg->jwt_default_scopes ? cfg->jwt_default_scopes : "");
     if (!j->default_scopes)
         return qg_error_set(err, QG_ERR_CONFIG,
-                            "JWT_DEFAULT_SCOPES=\"%.64s\" is not a comma list of read, write, admin",
+                            "JWT_DEFAULT_SCOPES=\"%.64s\" is not a comma list of read, write, "
+                            "admin, named",
                             cfg->jwt_default_scopes ? cfg->jwt_default_scopes : "");
     if (cfg->jwt_default_role && !qgh_role_valid(cfg->jwt_default_role))
         return qg_error_set(err, QG_ERR_CONFIG,
@@ -144,7 +145,8 @@ void qgh_jwt_describe(qgh_jwt *j, char *out, size_t size)
         snprintf(jwks, sizeof jwks, "%sRS256/ES256 from JWT_JWKS_FILE %.200s (%zu key%s, %zu "
                  "skipped; SIGHUP re-reads it)", j->secret || j->pubkey.pem ? ", " : "",
                  j->jwks_file, n, n == 1 ? "" : "s", skipped);
-    snprintf(out, size, "JWT: %s%s%s%s; role claim %s%s%s%s%s", j->secret ? "HS256/384/512 (JWT_SECRET)" : "",
+    snprintf(out, size, "JWT: %s%s%s%s; role claim %s%s%s%s%s",
+             j->secret ? "HS256/384/512 (JWT_SECRET)" : "",
              j->secret && j->pubkey.pem ? ", " : "",
              !j->pubkey.pem ? "" : j->pubkey.kind == QGH_JWK_RSA ? "RS256 (JWT_PUBLIC_KEY_FILE)"
                                                                  : "ES256 (JWT_PUBLIC_KEY_FILE)",
@@ -186,8 +188,8 @@ static json_t *decode_object(const char *s, size_t n, unsigned char **text, size
     if (!qgh_base64url_decode(s, n, &bytes, &len))
         return NULL;
     /* NOTE: numbers as reals, so that a large one parses; duplicate names are ambiguous. */
-    json_t *o = json_loadb((const char *)bytes, len, JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES,
-                           NULL);
+    json_t *o = json_loadb((const char *)bytes, len,
+                           JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES, NULL);
     if (o && !json_is_object(o)) {
         json_decref(o);
         o = NULL;
@@ -349,7 +351,9 @@ static enum qgh_jwt_result check_times_aud(qgh_jwt *j, const json_t *p, struct q
     bool ok = json_is_string(aud) && !strcmp(json_string_value(aud), j->audience);
     size_t i;
     const json_t *v;
-    json_array_foreach(aud, i, v) ok = ok || (json_is_string(v) && !strcmp(json_string_value(v), j->audience));
+    json_array_foreach(aud, i, v) {
+        ok = ok || (json_is_string(v) && !strcmp(json_string_value(v), j->audience));
+    }
     return ok ? QGH_JWT_OK
               : refuse(who, QGH_JWT_INVALID, "the token's aud does not name %.100s (JWT_AUDIENCE)",
                        j->audience);

@@ -141,8 +141,8 @@ qg_status qgh_jwk_from_pem_file(const char *path, struct qgh_jwk *out, qg_error 
     if (gnutls_pubkey_import(pk, &data, GNUTLS_X509_FMT_PEM) < 0 &&
         gnutls_pubkey_import_x509_raw(pk, &data, GNUTLS_X509_FMT_PEM, 0) < 0)
         s = qg_error_set(err, QG_ERR_CONFIG,
-                         "JWT_PUBLIC_KEY_FILE %s: not a PEM public key (-----BEGIN PUBLIC KEY-----) "
-                         "nor a PEM certificate",
+                         "JWT_PUBLIC_KEY_FILE %s: not a PEM public key "
+                         "(-----BEGIN PUBLIC KEY-----) nor a PEM certificate",
                          path);
     else if (!key_kind(pk, &out->kind, why, sizeof why))
         s = qg_error_set(err, QG_ERR_CONFIG, "JWT_PUBLIC_KEY_FILE %s: %s", path, why);
