@@ -1,4 +1,4 @@
-/* querygate: environment -> config -> keys, named queries -> manager -> server -> wait for signals (SIGHUP: reload both) -> drain -> teardown. */
+/* querygate: environment -> config -> keys, named queries -> manager -> server -> wait for signals (SIGHUP: reload keys, JWKS, queries) -> drain -> teardown. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,8 +40,8 @@ static void usage(FILE *out)
             "  --probe    do not serve: GET /health/ready of the service on HOST:PORT\n"
             "             (0.0.0.0 or :: mean this host); exit 0 on 200, else 1\n"
             "Every setting comes from the environment; flags override it.\n"
-            "SIGHUP reloads API_KEYS_FILE and QUERIES_DIR; SIGTERM (after SHUTDOWN_DELAY)\n"
-            "or SIGINT drains and stops.\n\n"
+            "SIGHUP reloads API_KEYS_FILE, JWT_JWKS_FILE and QUERIES_DIR; SIGTERM (after\n"
+            "SHUTDOWN_DELAY) or SIGINT drains and stops.\n\n"
             "Environment:\n");
     qg_config_help(out);
 }
@@ -100,7 +100,8 @@ static void listen_url(const struct qg_config *cfg, int port, char *out, size_t 
 
 /*
  * Secrets leave the process environment (which /proc/<pid>/environ shows) once
- * the config holds them: API_KEYS whole, also in the config once hashed;
+ * the config holds them: API_KEYS and JWT_SECRET whole, also in the config once
+ * auth holds them (hashed, copied);
  * DATABASE_URL's password only, since the config keeps its own copy for the
  * role pools that open later.
  */
@@ -108,9 +109,13 @@ static void wipe_secrets(struct qg_config *cfg)
 {
     if (cfg->api_keys)
         memset(cfg->api_keys, '*', strlen(cfg->api_keys));
+    if (cfg->jwt_secret)
+        memset(cfg->jwt_secret, '*', strlen(cfg->jwt_secret));
     for (char **e = environ; e && *e; e++)
         if (!strncmp(*e, "API_KEYS=", 9))
             memset(*e + 9, '*', strlen(*e + 9));
+        else if (!strncmp(*e, "JWT_SECRET=", 11))
+            memset(*e + 11, '*', strlen(*e + 11));
         else if (!strncmp(*e, "DATABASE_URL=", 13))
             qg_conninfo_scrub(*e + 13);
 }
@@ -125,6 +130,12 @@ static void reload_keys(qgh_auth *auth)
     else
         qgh_log(QG_LOG_ERROR, "SIGHUP: API keys not reloaded, the old ones stay: %s",
                 err.message);
+    qg_error_clear(&err);
+    if (qgh_auth_reload_jwks(auth, &n, &err) != QG_OK)
+        qgh_log(QG_LOG_ERROR, "SIGHUP: JWT_JWKS_FILE not reloaded, the old keys stay: %s",
+                err.message);
+    else if (n)
+        qgh_log(QG_LOG_INFO, "SIGHUP: JWT_JWKS_FILE reloaded; %zu key%s", n, n == 1 ? "" : "s");
 }
 
 static void reload_queries(qgh_named *named, const char *dir)
@@ -235,7 +246,7 @@ static int serve(const struct qg_config *cfg, const struct reloadable *r,
     if (desc)
         qgh_log(QG_LOG_INFO, "configuration: %s", desc);
     free(desc);
-    char how[512];
+    char how[1280];
     enum qg_log_level level = qgh_auth_describe(auth, how, sizeof how);
     qgh_log(level, "%s", how);
     describe_named(cfg, auth, r->named);

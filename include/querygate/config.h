@@ -65,6 +65,14 @@ struct qg_config {
     enum qg_auth_mode auth;      /* AUTH: keys, none */
     char *api_keys;              /* API_KEYS: "KEY SCOPES [ROLE];..." (secret) */
     char *api_keys_file;         /* API_KEYS_FILE */
+    char *jwt_secret;            /* JWT_SECRET: HS256/384/512 key, >= 32 bytes (secret) */
+    char *jwt_public_key_file;   /* JWT_PUBLIC_KEY_FILE: PEM public key, RS256/ES256 */
+    char *jwt_jwks_file;         /* JWT_JWKS_FILE: JWKS document, keys picked by kid */
+    char *jwt_audience;          /* JWT_AUDIENCE: required aud, when set */
+    int jwt_leeway_s;            /* JWT_LEEWAY_S: clock skew allowed for exp and nbf */
+    char *jwt_role_claim;        /* JWT_ROLE_CLAIM: dotted path of the role claim */
+    char *jwt_default_role;      /* JWT_DEFAULT_ROLE: role of a token without the claim */
+    char *jwt_default_scopes;    /* JWT_DEFAULT_SCOPES: scopes of a token without scope */
     char *tls_cert_file;         /* TLS_CERT_FILE */
     char *tls_key_file;          /* TLS_KEY_FILE */
     char *cors_allow_origins;    /* CORS_ALLOW_ORIGINS: comma list or * */

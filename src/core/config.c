@@ -128,6 +128,21 @@ static const struct cf_row rows[] = {
            "keys: require an API key; none: no authentication"),
     STR("API_KEYS", api_keys, NULL, CF_SECRET, "\"KEY SCOPES [ROLE];...\" (secret)"),
     STR("API_KEYS_FILE", api_keys_file, NULL, CF_PLAIN, "file with API_KEYS entries, one a line"),
+    STR("JWT_SECRET", jwt_secret, NULL, CF_SECRET,
+        "accept HS256/384/512 tokens signed with it; at least 32 bytes (secret)"),
+    STR("JWT_PUBLIC_KEY_FILE", jwt_public_key_file, NULL, CF_PLAIN,
+        "PEM public key: accept RS256 (RSA) or ES256 (P-256) tokens"),
+    STR("JWT_JWKS_FILE", jwt_jwks_file, NULL, CF_PLAIN,
+        "JWKS file: accept RS256/ES256 tokens, key picked by kid; SIGHUP re-reads it"),
+    STR("JWT_AUDIENCE", jwt_audience, NULL, CF_PLAIN, "a token's aud must name it, when set"),
+    NUM("JWT_LEEWAY_S", CF_INT, jwt_leeway_s, "30", 0, 3600, "seconds",
+        "clock skew allowed when checking exp and nbf"),
+    STR("JWT_ROLE_CLAIM", jwt_role_claim, "role", CF_PLAIN,
+        "claim naming the database role; a dotted path reaches into objects"),
+    STR("JWT_DEFAULT_ROLE", jwt_default_role, NULL, CF_PLAIN,
+        "role of a token without the role claim; unset: such tokens get 403"),
+    STR("JWT_DEFAULT_SCOPES", jwt_default_scopes, "read,write", CF_PLAIN,
+        "scopes of a token without a scope claim (comma list)"),
     STR("TLS_CERT_FILE", tls_cert_file, NULL, CF_PLAIN, "PEM certificate: serve HTTPS (with TLS_KEY_FILE)"),
     STR("TLS_KEY_FILE", tls_key_file, NULL, CF_PLAIN, "PEM private key for TLS_CERT_FILE"),
     STR("CORS_ALLOW_ORIGINS", cors_allow_origins, NULL, CF_PLAIN,
@@ -354,6 +369,11 @@ qg_status qg_config_check(const struct qg_config *cfg, qg_error *err)
                             "%s is set but %s is not; set both to serve HTTPS, or neither",
                             cfg->tls_cert_file ? "TLS_CERT_FILE" : "TLS_KEY_FILE",
                             cfg->tls_cert_file ? "TLS_KEY_FILE" : "TLS_CERT_FILE");
+    /* NOTE: RFC 7518 3.2: an HMAC key at least as long as the hash; shorter ones can be guessed. */
+    if (cfg->jwt_secret && strlen(cfg->jwt_secret) < 32)
+        return qg_error_set(err, QG_ERR_CONFIG,
+                            "JWT_SECRET (value not shown) is shorter than 32 bytes; use a longer "
+                            "secret (e.g. from: openssl rand -base64 32)");
     return check_database_url(cfg, err);
 }
 

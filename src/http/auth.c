@@ -1,4 +1,4 @@
-/* API keys: parsed from API_KEYS and API_KEYS_FILE, kept as SHA-256 digests, checked in constant time, reloaded on SIGHUP. */
+/* API keys: parsed from API_KEYS and API_KEYS_FILE, kept as SHA-256 digests, checked in constant time, reloaded on SIGHUP; JWTs go to jwt_check.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "auth.h"
+#include "jwt_check.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -36,6 +37,7 @@ struct qgh_auth {
     struct keytab inline_keys; /* API_KEYS, parsed once at start (it cannot change) */
     pthread_rwlock_t lock;  /* guards tab: readers check a key, reload swaps it */
     struct keytab *tab;
+    qgh_jwt *jwt;           /* NULL: no JWT key configured, bearers are API keys */
 };
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -57,7 +59,7 @@ static bool is_token(const char *s, size_t n)
     return i == n;
 }
 
-static bool valid_role(const char *s)
+bool qgh_role_valid(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > QGH_ROLE_MAX)
@@ -143,7 +145,7 @@ static qg_status parse_entry(char *line, const char *where, const char *label, s
                             "admin, named; separate entries with ';' (API_KEYS) or newlines "
                             "(the file)",
                             where);
-    if (f[2] && !valid_role(f[2]))
+    if (f[2] && !qgh_role_valid(f[2]))
         return qg_error_set(err, QG_ERR_CONFIG,
                             "%s: the role must be 1 to %d characters of A-Z a-z 0-9 _ $ . -",
                             where, QGH_ROLE_MAX);
@@ -296,7 +298,7 @@ static qg_status build(const qgh_auth *a, bool was_open, struct keytab **out, qg
         return s;
     }
     /* NOTE: open only ever continues: removing every key later revokes, it never opens. */
-    t->open = t->n == 0 && a->loopback && was_open;
+    t->open = t->n == 0 && a->loopback && was_open && !a->jwt;
     *out = t;
     return QG_OK;
 }
@@ -352,9 +354,11 @@ qg_status qgh_auth_new(const struct qg_config *cfg, qgh_auth **out, qg_error *er
         s = qg_error_set(err, QG_ERR_INTERNAL, "out of memory loading API keys");
     if (s == QG_OK && cfg->api_keys)
         s = parse_inline(cfg->api_keys, &a->inline_keys, err);
+    if (s == QG_OK && a->mode == QG_AUTH_KEYS)
+        s = qgh_jwt_new(cfg, &a->jwt, err);
     if (s == QG_OK)
         s = build(a, true, &a->tab, err);
-    if (s == QG_OK && a->mode == QG_AUTH_KEYS && a->tab->n == 0 && !a->loopback)
+    if (s == QG_OK && a->mode == QG_AUTH_KEYS && a->tab->n == 0 && !a->jwt && !a->loopback)
         s = secure_default(cfg, err);
     if (s != QG_OK) {
         qgh_auth_free(a);
@@ -369,6 +373,7 @@ void qgh_auth_free(qgh_auth *a)
     if (!a)
         return;
     keytab_free(a->tab);
+    qgh_jwt_free(a->jwt);
     if (a->inline_keys.keys)
         explicit_bzero(a->inline_keys.keys, sizeof *a->inline_keys.keys * a->inline_keys.n);
     free(a->inline_keys.keys);
@@ -397,6 +402,11 @@ qg_status qgh_auth_reload(qgh_auth *a, size_t *nkeys, qg_error *err)
     return QG_OK;
 }
 
+qg_status qgh_auth_reload_jwks(qgh_auth *a, size_t *nkeys, qg_error *err)
+{
+    return qgh_jwt_reload(a->jwt, nkeys, err);
+}
+
 enum qg_log_level qgh_auth_describe(qgh_auth *a, char *out, size_t size)
 {
     pthread_rwlock_rdlock(&a->lock);
@@ -414,10 +424,21 @@ enum qg_log_level qgh_auth_describe(qgh_auth *a, char *out, size_t size)
                             "or API_KEYS_FILE to require keys");
         return QG_LOG_INFO;
     }
+    char jwt[700] = "";
+    if (a->jwt) {
+        jwt[0] = ' ';
+        qgh_jwt_describe(a->jwt, jwt + 1, sizeof jwt - 1);
+    }
+    if (a->jwt && n == 0 && !a->file) {
+        snprintf(out, size, "no API keys; every endpoint but /health/live and /health/ready "
+                            "needs a token.%s", jwt);
+        return QG_LOG_INFO;
+    }
     snprintf(out, size, "API keys: %zu loaded (%s%s%s%s); every endpoint but /health/live "
-                        "and /health/ready needs one; SIGHUP reloads the file",
+                        "and /health/ready needs one%s; SIGHUP reloads the file.%s",
              n, a->inline_keys.n ? "API_KEYS" : "", a->inline_keys.n && a->file ? ", " : "",
-             a->file ? "API_KEYS_FILE " : "", a->file ? a->file : "");
+             a->file ? "API_KEYS_FILE " : "", a->file ? a->file : "", a->jwt ? " or a token" : "",
+             jwt);
     return QG_LOG_INFO;
 }
 
@@ -441,6 +462,26 @@ static enum qgh_auth_result bearer_token(const char *v, const char **tok, size_t
     return QGH_AUTH_OK;
 }
 
+void qgh_principal_clear(struct qgh_principal *who)
+{
+    free(who->claims);
+    memset(who, 0, sizeof *who);
+}
+
+static enum qgh_auth_result check_jwt(qgh_auth *a, const char *tok, size_t len,
+                                      struct qgh_principal *who)
+{
+    switch (qgh_jwt_check(a->jwt, tok, len, who)) {
+    case QGH_JWT_OK:
+        return QGH_AUTH_OK;
+    case QGH_JWT_FORBIDDEN:
+        return QGH_AUTH_FORBIDDEN;
+    case QGH_JWT_INVALID:
+        break;
+    }
+    return QGH_AUTH_INVALID;
+}
+
 enum qgh_auth_result qgh_auth_check(qgh_auth *a, const char *authorization,
                                     struct qgh_principal *who)
 {
@@ -452,6 +493,8 @@ enum qgh_auth_result qgh_auth_check(qgh_auth *a, const char *authorization,
     const char *tok = NULL;
     size_t len = 0;
     enum qgh_auth_result r = bearer_token(authorization, &tok, &len);
+    if (r == QGH_AUTH_OK && a->jwt && qgh_jwt_shaped(tok, len))
+        return check_jwt(a, tok, len, who);
     unsigned char h[QGH_SHA256_LEN];
     if (r == QGH_AUTH_OK)
         qgh_sha256(tok, len, h);

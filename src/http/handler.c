@@ -18,6 +18,11 @@ uint64_t qgh_caller(const struct qgh_call *call)
     return call->who ? call->who->caller : 0;
 }
 
+const char *qgh_claims(const struct qgh_call *call)
+{
+    return call->who ? call->who->claims : NULL;
+}
+
 void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err,
                          const char *what, bool with_index)
 {

@@ -30,7 +30,7 @@ struct qgh_call {
     size_t len;
     const char *request_id;
     const char *path;   /* the request's path, decoded */
-    const struct qgh_principal *who; /* what its API key allows */
+    const struct qgh_principal *who; /* what its API key or token allows */
     struct qgh_reply *reply;
     /* For QGH_RUNS routes (router.h), else NULL: */
     qg_loop *loop;  /* the request's loop, where its run runs and finish is called */
@@ -50,6 +50,8 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
                           qg_manager **out, qg_error *err) QG_MUSTCHECK;
 /* Who asks, for qg_tx_options.caller: callers never share prepared statements. */
 uint64_t qgh_caller(const struct qgh_call *call);
+/* For qg_tx_options.claims: the token's payload, NULL for API keys; lives as long as call. */
+const char *qgh_claims(const struct qgh_call *call);
 /* A run's failure s (err may be NULL or say nothing: then `what` failed) into call->reply,
    as the caller may see it; with_index false drops statement_index (no batch). */
 void qgh_reply_run_error(struct qgh_call *call, qg_status s, const qg_error *err,

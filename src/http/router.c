@@ -149,7 +149,7 @@ static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
     enum qgh_auth_result r = qgh_auth_check(h->auth, h->authorization, who);
     if (!route->scope) {
         if (r != QGH_AUTH_OK)
-            memset(who, 0, sizeof *who); /* open: answered, but without details */
+            qgh_principal_clear(who); /* open: answered, but without details */
         return true;
     }
     if (r == QGH_AUTH_OK && raw_sql_refused(h, route, who)) {
@@ -165,8 +165,8 @@ static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
             "Bearer error=\"insufficient_scope\", scope=\"write\"",
             "Bearer error=\"insufficient_scope\", scope=\"admin\"",
             "Bearer error=\"insufficient_scope\", scope=\"read write named\""};
-        qgh_reply_fail(rep, "forbidden", "this API key lacks the %s scope that %.100s needs",
-                       scope_name(route->scope), h->path);
+        qgh_reply_fail(rep, "forbidden", "this %s lacks the %s scope that %.100s needs",
+                       who->claims ? "token" : "API key", scope_name(route->scope), h->path);
         rep->www_authenticate = insufficient[route->scope == QGH_SCOPE_READ    ? 0
                                              : route->scope == QGH_SCOPE_WRITE ? 1
                                              : route->scope == QGH_SCOPE_ADMIN ? 2
@@ -181,11 +181,16 @@ static bool authorized(const struct qgh_head *h, const struct qgh_route *route,
                        "the Authorization header holds no usable Bearer token; send "
                        "Authorization: Bearer <key>");
         rep->www_authenticate = "Bearer error=\"invalid_request\"";
+    } else if (r == QGH_AUTH_FORBIDDEN) {
+        qgh_reply_fail(rep, "forbidden", "%s", who->why);
+    } else if (who->why[0]) {
+        qgh_reply_fail(rep, "unauthorized", "the token is not valid: %s", who->why);
+        rep->www_authenticate = "Bearer error=\"invalid_token\"";
     } else {
         qgh_reply_fail(rep, "unauthorized", "the API key is not valid");
         rep->www_authenticate = "Bearer error=\"invalid_token\"";
     }
-    memset(who, 0, sizeof *who);
+    qgh_principal_clear(who);
     rep->close = h->content_length > 0 || !strcmp(h->method, "POST");
     return false;
 }

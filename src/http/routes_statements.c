@@ -139,7 +139,7 @@ static void start(const struct qgh_ctx *ctx, struct run *r)
         .params = (const qg_params *const *)r->st.sets,
         .tx = {.isolation = QG_ISOLATION_DEFAULT,
                .read_only = r->kind == QGH_ANSWER_QUERY,
-               .caller = qgh_caller(call)},
+               .caller = qgh_caller(call), .claims = qgh_claims(call)},
         .numbers_as_strings = r->st.numbers_as_strings,
         .prepare = r->prepare,
         .log_tag = call->request_id,

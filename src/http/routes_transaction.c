@@ -96,6 +96,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
         t->params[i] = t->tx.stmts[i].params;
     }
     t->tx.opt.caller = qgh_caller(call);
+    t->tx.opt.claims = qgh_claims(call);
     struct qg_run_spec spec = {.n = n, .sql = t->sql, .params = t->params, .tx = t->tx.opt,
                                .numbers_as_strings = t->tx.numbers_as_strings,
                                .log_tag = call->request_id};

@@ -519,6 +519,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         count_and_log(s, r); /* answered, but the connection closed before it went out */
     qg_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
+    qgh_principal_clear(&r->who);
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->open_requests, 1);

@@ -1,4 +1,8 @@
 """No secret leaks: the database password and an API key never appear in logs, answers, headers, metrics or --help."""
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import socket
@@ -12,6 +16,7 @@ from qgharness import Server, binary, check, check_error, database_url, run_test
 
 KEY = "leak-test-key-%d-%s" % (os.getpid(), os.urandom(8).hex())
 KEY2 = "second-key-%s" % os.urandom(8).hex()
+JWT_SECRET = "jwt-secret-%s" % os.urandom(16).hex()
 
 
 def password():
@@ -49,6 +54,14 @@ class Seen:
                 check(secret not in (what + t), "secret in %s:\n%s" % (what, t[:2000]))
 
 
+def token(claims):
+    """An HS256 token signed with JWT_SECRET."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    si = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+    return si + "." + b64(hmac.new(JWT_SECRET.encode(), si.encode(), hashlib.sha256).digest())
+
+
 def closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,6 +89,9 @@ def drive(s, seen):
         ("GET", "/health/ready", None, ok),
         ("GET", "/health/ready", None, {}),
         ("GET", "/health/live", None, {}),
+        # A token signed with the secret but for another role, and one with a bad signature.
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + token({"sub": "x"})}),
+        ("POST", "/query", {"sql": "SELECT 1"}, {"Authorization": "Bearer " + token({"sub": "x"})[:-2]}),
     ]
     for method, path, body, headers in reqs:
         r = s.post(path, body, headers=headers) if method == "POST" else \
@@ -107,7 +123,7 @@ def test_no_leaks_while_serving():
     seen = Seen()
     s = Server(AUTH="keys", API_KEYS=KEY + " read,write,admin", DB_POOL_SIZE=1,
                DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=1, HTTP_THREADS=2, DB_ECHO="true",
-               LOG_LEVEL="debug")
+               LOG_LEVEL="debug", JWT_SECRET=JWT_SECRET)
     try:
         drive(s, seen)
         pool_timeout(s, seen)
@@ -121,7 +137,7 @@ def test_no_leaks_while_serving():
         s.stop()
     seen.text("log", "".join(s.lines))
     check(any("configuration:" in ln for ln in s.lines), "no configuration line")
-    seen.assert_clean(pw, KEY)
+    seen.assert_clean(pw, KEY, JWT_SECRET, token({"sub": "x"}).split(".")[2])
 
 
 def test_no_leaks_when_the_database_fails():
@@ -190,11 +206,12 @@ def test_no_secrets_in_proc_environ():
     pw = password()
     # The test's own copies of the URL are left out of the server's environment.
     s = Server(AUTH="keys", API_KEYS=KEY + " read,write,admin", QG_TEST_DATABASE_URL="",
-               QG_PG_URL="")
+               QG_PG_URL="", JWT_SECRET=JWT_SECRET)
     try:
         with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
             env = f.read().decode("utf-8", "replace")
-        leaks = [e.split("=")[0] for e in env.split("\0") if pw in e or KEY in e]
+        leaks = [e.split("=")[0] for e in env.split("\0")
+                 if pw in e or KEY in e or JWT_SECRET in e]
         check(not leaks, "a secret in /proc/PID/environ: %s" % leaks)
         urls = [e for e in env.split("\0") if e.startswith("DATABASE_URL=")]
         star = database_url().replace(":" + urllib.parse.urlparse(database_url()).password + "@",
@@ -240,11 +257,13 @@ def test_no_leaks_at_startup_and_help():
                 {"API_KEYS": KEY + " read,wrte"}, {"API_KEYS": KEY + " read;" + KEY + " write"},
                 # A ';' left out: the second key lands in the first entry's scopes or role.
                 {"API_KEYS": KEY + " read," + KEY2 + " admin"},
-                {"API_KEYS": KEY2 + " admin;" + KEY + " read " + KEY2}):
+                {"API_KEYS": KEY2 + " admin;" + KEY + " read " + KEY2},
+                {"JWT_SECRET": JWT_SECRET[:31]}, {"JWT_SECRET": JWT_SECRET, "JWT_LEEWAY_S": "x"},
+                {"JWT_SECRET": JWT_SECRET, "JWT_DEFAULT_SCOPES": "x"}):
         rc, out = run(dict({"DATABASE_URL": database_url()}, **env))
         check(rc == 2, (env.keys(), rc, out.replace(pw, "***").replace(KEY, "<key>")))
         seen.text("startup with %s" % sorted(env), out)
-    seen.assert_clean(pw, KEY, KEY2)
+    seen.assert_clean(pw, KEY, KEY2, JWT_SECRET[:31])
 
 
 if __name__ == "__main__":

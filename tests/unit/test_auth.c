@@ -1,9 +1,11 @@
-/* API keys: SHA-256 vectors, key entries and files, messages without keys, the Bearer check, reload, secure default. */
+/* API keys: SHA-256 vectors, key entries and files, messages without keys, the Bearer check, reload, secure default; which bearers are JWTs. */
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "jwt_check.h"
+#include "jwt_keys.h"
 #include "sha256.h"
 #include "qgtest.h"
 
@@ -337,6 +339,53 @@ static void reload(void)
     qgh_auth_free(a);
 }
 
+/* RFC 4648 section 10 vectors in base64url, and what it refuses. */
+static void base64url(void)
+{
+    static const char *const enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+    static const char *const dec[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    for (size_t i = 0; i < 7; i++) {
+        unsigned char *out = NULL;
+        size_t n = 99;
+        CHECK(qgh_base64url_decode(enc[i], strlen(enc[i]), &out, &n));
+        CHECK_INT(n, strlen(dec[i]));
+        CHECK_STR((char *)out, dec[i]);
+        free(out);
+    }
+    unsigned char *out = NULL;
+    size_t n;
+    CHECK(qgh_base64url_decode("-_8", 3, &out, &n) && n == 2 && out[0] == 0xfb && out[1] == 0xff);
+    free(out);
+    for (const char *const *bad = (const char *const[]){"Zg==", "Z", "Zm9v+", "Zm/v", "Zm 9", NULL};
+         *bad; bad++)
+        CHECK(!qgh_base64url_decode(*bad, strlen(*bad), &out, &n) && out == NULL);
+}
+
+/* A bearer is a token when it is three base64url parts and the first a JSON object. */
+static void jwt_shape(void)
+{
+    /* {"alg":"HS256"} . {"sub":"a"} . signature */
+    const char *tok = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+    CHECK(qgh_jwt_shaped(tok, strlen(tok)));
+    CHECK(qgh_jwt_shaped(tok, strlen(tok) - 4)); /* no signature: still a token, refused later */
+    const char *unsigned_tok = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.";
+    CHECK(qgh_jwt_shaped(unsigned_tok, strlen(unsigned_tok))); /* alg none: checked, refused */
+    static const char *const keys[] = {
+        "read-key-0123456789abcdef",          /* an API key */
+        "abc.def.ghi",                        /* three parts, the first no JSON */
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0", /* two parts */
+        "eyJhbGciOiJIUzI1NiJ9..c2ln",         /* an empty payload */
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln.x", /* four parts */
+        "WyJhIl0.eyJzdWIiOiJhIn0.c2ln",       /* ["a"]: JSON, but no object */
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2l+", /* '+' is base64, not base64url */
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        if (qgh_jwt_shaped(keys[i], strlen(keys[i])))
+            fprintf(stderr, "   shaped as a JWT: %s\n", keys[i]);
+        CHECK(!qgh_jwt_shaped(keys[i], strlen(keys[i])));
+    }
+}
+
 int main(void)
 {
     int fd = mkstemp(keyfile);
@@ -349,6 +398,8 @@ int main(void)
     RUN(bad_entries);
     RUN(secure_default);
     RUN(reload);
+    RUN(base64url);
+    RUN(jwt_shape);
     unlink(keyfile);
     return qgt_done();
 }
