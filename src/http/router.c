@@ -26,7 +26,8 @@ static const struct qgh_route routes[] = {
     /* The handler checks read or write by the query's mode; a named key may run both. */
     {"POST", "/queries/{name}", qgh_route_named_run, QGH_JSON_BODY | QGH_RUNS | QGH_PATH_NAME,
      QGH_SCOPE_READ | QGH_SCOPE_WRITE | QGH_SCOPE_NAMED},
-    {"GET", "/queries", qgh_route_named_list, 0, QGH_SCOPE_READ},
+    /* NOTE: a named key may list what it may call: a frontend discovers the parameters. */
+    {"GET", "/queries", qgh_route_named_list, 0, QGH_SCOPE_READ | QGH_SCOPE_NAMED},
     {"GET", "/health", qgh_route_health, QGH_BLOCKS, QGH_SCOPE_ADMIN},
     {"GET", "/health/live", qgh_route_live, 0, 0},
     {"GET", "/health/ready", qgh_route_ready, QGH_BLOCKS, 0},

@@ -188,7 +188,7 @@ def test_scopes(st):
                 "named key on /query")
     check_error(s.post("/update", {"sql": "SELECT 1"}, headers=bearer(NAMED)), 403, "forbidden",
                 "named key on /update")
-    check_error(s.get("/queries", headers=bearer(NAMED)), 403, "forbidden", "named key lists")
+    check(check_ok(s.get("/queries", headers=bearer(NAMED)))["queries"], "a named key lists")
     check_error(s.get("/pool", headers=bearer(NAMED)), 403, "forbidden", "named key on /pool")
     check_error(run(s, "notes_by_owner", {"owner": "a"}, key=ADMIN), 403, "forbidden", "admin")
     check_error(s.post("/queries/notes_by_owner", {}), 401, "unauthorized", "no key")

@@ -337,14 +337,17 @@ static void named_scope_and_raw_sql(void)
     refused(&h, 403, "forbidden", &o);
     CHECK_STR(o.rep.www_authenticate,
               "Bearer error=\"insufficient_scope\", scope=\"read write named\"");
-    /* Listing needs read: a named key may call, not browse. */
+    /* Listing takes read, or named: a named key lists what it may call. */
     h = head("GET", "/queries");
     h.auth = a;
     h.authorization = "Bearer " NAMED_KEY;
-    refused(&h, 403, "forbidden", &o);
+    dispatch(&h, &o);
+    CHECK(o.route && o.route->handler == qgh_route_named_list);
     h.authorization = "Bearer " READ_KEY;
     dispatch(&h, &o);
     CHECK(o.route != NULL);
+    h.authorization = "Bearer " WRITE_KEY;
+    refused(&h, 403, "forbidden", &o);
     h = head("GET", "/pool");
     h.auth = a;
     h.authorization = "Bearer " NAMED_KEY;
