@@ -20,6 +20,7 @@ struct qgh_ctx {
     struct qgh_metrics *metrics;
     struct qgh_auth *auth;
     const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
+    atomic_int *open_runs;      /* runs the drain waits for; a stream's counts until it ends */
 };
 
 /* One request as a handler sees it. */
@@ -36,6 +37,10 @@ struct qgh_call {
     /* Called exactly once, on loop, when reply holds the answer (inside the
        handler too, when it answers without a run). */
     void (*finish)(struct qgh_call *call);
+    bool ndjson;    /* Accept asks for application/x-ndjson: a read may stream (stream.h) */
+    /* A streamed answer's (reply->stream) news, on loop, after finish: more of the body is
+       ready, or (ended) all of it. */
+    void (*wake)(struct qgh_call *call, bool ended);
 };
 
 /* Fills call->reply; a QGH_RUNS route starts its run and calls call->finish instead. */

@@ -11,6 +11,8 @@ qgh_metrics *qgh_metrics_new(size_t n, const char *const *names);
 void qgh_metrics_free(qgh_metrics *mt);
 void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seconds,
                        const char *sqlstate);
+/* A stream sent rows (counted once each) and bytes of body. */
+void qgh_metrics_stream(qgh_metrics *mt, long long rows, size_t bytes);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 

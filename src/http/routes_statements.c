@@ -6,6 +6,7 @@
 #include "reply.h"
 #include "request.h"
 #include "routes.h"
+#include "stream.h"
 
 enum kind { QUERY, UPDATE, INSERT };
 
@@ -131,6 +132,11 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         qgh_reply_error(call->reply, &err);
         run_free(r);
         call->finish(call);
+        return;
+    }
+    if (kind == QUERY && call->ndjson) {
+        qgh_stream_statement(ctx, call, &r->st);
+        run_free(r);
         return;
     }
     size_t n = r->st.nsets;
