@@ -18,6 +18,7 @@ struct qgh_stream {
     struct qgh_call *call;    /* NULL once the server is done with the request */
     const struct qgh_ctx *ctx;
     struct qgh_statement st;
+    char *sql;                /* st.sql's copy: a named query's text may be reloaded meanwhile */
     qg_run *run;              /* NULL once it ended */
     qg_buf out;               /* body bytes not yet handed to the server */
     size_t sent;              /* of out */
@@ -63,6 +64,7 @@ bool qgh_wants_ndjson(const char *accept)
 static void stream_free(qgh_stream *s)
 {
     qgh_statement_free(&s->st);
+    free(s->sql);
     qg_buf_free(&s->out);
     free(s);
 }
@@ -168,16 +170,19 @@ void qgh_stream_statement(const struct qgh_ctx *ctx, struct qgh_call *call,
     s->ctx = ctx;
     s->st = *st;
     memset(st, 0, sizeof *st);
+    s->sql = strdup(s->st.sql ? s->st.sql : "");
+    const char *sql = s->sql;
     struct qg_run_spec spec = {
         .n = 1,
-        .sql = &s->st.sql,
+        .sql = &sql,
         .params = (const qg_params *const *)s->st.sets,
         .tx = {.isolation = QG_ISOLATION_DEFAULT, .read_only = true, .caller = qgh_caller(call)},
         .numbers_as_strings = s->st.numbers_as_strings,
         .log_tag = call->request_id,
     };
     qg_manager *m = NULL;
-    qg_status rc = qgh_manager_for(ctx, call, &m, &err);
+    qg_status rc = s->sql ? qgh_manager_for(ctx, call, &m, &err)
+                          : qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the stream");
     if (rc == QG_OK && !qg_run_stream_start(call->loop, m, &spec, &callbacks, s, &s->run))
         rc = qg_error_set(&err, QG_ERR_INTERNAL, "out of memory starting the stream");
     if (rc != QG_OK) {

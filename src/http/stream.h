@@ -18,7 +18,8 @@ struct qgh_statement;
 bool qgh_wants_ndjson(const char *accept);
 
 /*
- * Runs st (one statement, read only; taken: freed by the stream) as a stream on
+ * Runs st (one statement, read only; taken: its sets and root are freed by the
+ * stream, its sql is copied, so it may be borrowed for the call) as a stream on
  * call's loop. When its columns are known, call->reply becomes a 200 whose
  * body is the stream (reply->stream) and call->finish is called; an error
  * before that is the ordinary error answer. Then the server pulls the body

@@ -210,6 +210,41 @@ def test_metrics_count_rows_and_bytes(s):
     check(bytes1 - bytes0 == sum(len(x) + 1 for x in lines), (bytes0, bytes1))
 
 
+def read_all(sock):
+    sock.settimeout(15)
+    data = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return data
+        data += chunk
+        if data.endswith(b"\r\n0\r\n\r\n"):
+            return data
+
+
+def last_error(data):
+    """The error of a complete chunked NDJSON body's last line; every line is JSON."""
+    check(data.endswith(b"\r\n0\r\n\r\n"), "the chunked body did not end: %r" % data[-200:])
+    lines = dechunk(data).split(b"\n")
+    check(lines[-1] == b"" and len(lines) > 3, lines[-3:])
+    check(all(json.loads(x) for x in lines[:-1]), "a line is not JSON")
+    return json.loads(lines[-2].decode())["error"]
+
+
+def test_statement_timeout_mid_stream(_):
+    """PG_STATEMENT_TIMEOUT covers the stream, a client that stopped reading included."""
+    s = Server(PG_STATEMENT_TIMEOUT=500)
+    try:
+        sock = raw_request(s, ENDLESS)
+        time.sleep(1.0)  # past the timeout, reading nothing
+        e = last_error(read_all(sock))
+        sock.close()
+        check(e["code"] == "statement_timeout" and e["sqlstate"] == "57014", e)
+        check(check_ok(s.get("/pool"))["checked_out"] == 0, "connection back")
+    finally:
+        s.stop()
+
+
 def test_zz_drain_ends_streams(_):
     """SIGTERM mid-stream: the stream runs until SHUTDOWN_TIMEOUT, then ends with a last line
     shutting_down; the service exits 0."""
@@ -220,20 +255,11 @@ def test_zz_drain_ends_streams(_):
     check(data.startswith(b"HTTP/1.1 200"), data[:200])
     t0 = time.time()
     s.proc.send_signal(signal.SIGTERM)
-    sock.settimeout(15)
-    while True:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            break
-        data += chunk
+    data += read_all(sock)
     sock.close()
     rc = s.proc.wait(15)
     check(rc == 0 and time.time() - t0 < 10, "rc %s after %.1fs" % (rc, time.time() - t0))
-    check(data.endswith(b"\r\n0\r\n\r\n"), "the chunked body did not end: %r" % data[-200:])
-    lines = dechunk(data).split(b"\n")
-    check(lines[-1] == b"" and len(lines) > 3, lines[-3:])
-    check(all(json.loads(x) for x in lines[:-1]), "a line is not JSON")
-    e = json.loads(lines[-2].decode())["error"]
+    e = last_error(data)
     check(e["code"] == "shutting_down" and e["message"], e)
     deadline = time.time() + 3
     while int(admin_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
