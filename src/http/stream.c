@@ -5,12 +5,15 @@
  * client reads; the next batch is asked for only once this one is sent, so a
  * slow client slows the database instead of filling memory.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "reqid.h"
 #include "request.h"
 #include "stream.h"
 
@@ -25,6 +28,9 @@ struct qgh_stream {
     bool started;             /* the columns' line is out: the answer is a 200 */
     bool ended;               /* the last line is in out */
     bool aborted;             /* ... or could not be written */
+    long long rows;
+    size_t bytes;
+    char request_id[QGH_REQUEST_ID_MAX + 1]; /* for the log line at its end */
 };
 
 /* True when an Accept element's parameters (from just after its type) say q=0: refused. */
@@ -78,6 +84,7 @@ static void wake(qgh_stream *s, bool ended)
 static void put(qgh_stream *s, const char *data, size_t len)
 {
     qg_buf_append(&s->out, data, len);
+    s->bytes += len;
     qgh_metrics_stream(s->ctx->metrics, 0, len);
 }
 
@@ -101,6 +108,7 @@ static void on_rows(void *arg, char *lines, size_t len, long long n)
 {
     qgh_stream *s = arg;
     put(s, lines, len);
+    s->rows += n;
     qgh_metrics_stream(s->ctx->metrics, n, 0);
     free(lines);
     wake(s, false);
@@ -121,6 +129,23 @@ static void error_line(qgh_stream *s, qg_status st, const qg_error *err)
     qgh_reply_reset(&line);
 }
 
+/* The access line was written when the stream began (200): how it ended, for the log
+   (no error message: it may quote a value). */
+static void log_end(const qgh_stream *s, qg_status st, const qg_error *err)
+{
+    qgh_log_request(s->request_id);
+    if (!s->call)
+        qgh_log(QG_LOG_INFO, "stream cut after %lld rows, %zu bytes: the client left",
+                s->rows, s->bytes);
+    else if (st == QG_OK)
+        qgh_log(QG_LOG_INFO, "stream complete: %lld rows, %zu bytes", s->rows, s->bytes);
+    else
+        qgh_log(QG_LOG_INFO, "stream ended by an error after %lld rows, %zu bytes: %s%s%s",
+                s->rows, s->bytes, qg_status_code(st), err && err->sqlstate[0] ? " " : "",
+                err ? err->sqlstate : "");
+    qgh_log_request(NULL);
+}
+
 static void on_end(void *arg, qg_status st, long long row_count, const qg_error *err)
 {
     qgh_stream *s = arg;
@@ -136,6 +161,7 @@ static void on_end(void *arg, qg_status st, long long row_count, const qg_error 
         stream_free(s);
         return;
     }
+    log_end(s, st, err);
     if (!s->call) {
         stream_free(s);
         return;
@@ -168,6 +194,7 @@ void qgh_stream_statement(const struct qgh_ctx *ctx, struct qgh_call *call,
     }
     s->call = call;
     s->ctx = ctx;
+    snprintf(s->request_id, sizeof s->request_id, "%s", call->request_id);
     s->st = *st;
     memset(st, 0, sizeof *st);
     s->sql = strdup(s->st.sql ? s->st.sql : "");

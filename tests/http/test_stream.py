@@ -105,6 +105,14 @@ def test_error_mid_stream(s):
     check([json.loads(x)["v"] for x in lines[1:-1]] == [0] * 998 + [1], lines[-3:])
     e = json.loads(lines[-1])["error"]
     check(e["code"] == "sql_error" and e["sqlstate"] == "22012" and e["message"], e)
+    # The access line said 200 when the stream began; how it ended is logged too.
+    deadline = time.time() + 2
+    while not any("stream ended by an error after 999 rows" in x for x in s.lines) and \
+            time.time() < deadline:
+        time.sleep(0.02)
+    ended = [x for x in s.lines if "stream ended by an error after 999 rows" in x]
+    check(len(ended) == 1 and "sql_error 22012" in ended[0] and "division" not in ended[0],
+          ended)
     # The connection is clean for the next request.
     check(check_ok(s.post("/query", {"sql": "SELECT 1 AS a"}))["rows"] == [{"a": 1}], "after")
 
