@@ -479,8 +479,13 @@ static struct qgp_reader *stream_reader(struct qgp_exec *x)
 const char *qgp_exec_stream_columns(struct qgp_exec *x, size_t *len)
 {
     struct qgp_reader *rd = stream_reader(x);
-    if (!rd || !rd->keys || rd->columns.oom)
+    if (!rd || !rd->keys)
         return NULL;
+    if (rd->columns.oom) { /* no rows may go out without their columns */
+        fail(x, x->items, qg_error_set(x->err, QG_ERR_INTERNAL, "out of memory streaming rows"));
+        qgp_exec_stream_discard(x);
+        return NULL;
+    }
     x->columns_taken = true;
     *len = rd->columns.len;
     return rd->columns.data;
