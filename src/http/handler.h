@@ -39,8 +39,8 @@ struct qgh_call {
     void (*finish)(struct qgh_call *call);
     bool ndjson;    /* Accept asks for application/x-ndjson: a read may stream (stream.h) */
     /* A streamed answer's (reply->stream) news, on loop, after finish: more of the body is
-       ready, or (ended) all of it. */
-    void (*wake)(struct qgh_call *call, bool ended);
+       ready (or its end). */
+    void (*wake)(struct qgh_call *call);
 };
 
 /* Fills call->reply; a QGH_RUNS route starts its run and calls call->finish instead. */

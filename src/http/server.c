@@ -142,10 +142,9 @@ static ssize_t stream_body(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* call->wake: the stream has more of the body. */
-static void stream_wake(struct qgh_call *call, bool ended)
+static void stream_wake(struct qgh_call *call)
 {
     struct request *r = (struct request *)((char *)call - offsetof(struct request, call));
-    (void)ended;
     if (!r->stream_waiting)
         return;
     r->stream_waiting = false;

@@ -75,10 +75,10 @@ static void stream_free(qgh_stream *s)
     free(s);
 }
 
-static void wake(qgh_stream *s, bool ended)
+static void wake(qgh_stream *s)
 {
     if (s->call && s->call->wake)
-        s->call->wake(s->call, ended);
+        s->call->wake(s->call);
 }
 
 static void put(qgh_stream *s, const char *data, size_t len)
@@ -111,7 +111,7 @@ static void on_rows(void *arg, char *lines, size_t len, long long n)
     s->rows += n;
     qgh_metrics_stream(s->ctx->metrics, n, 0);
     free(lines);
-    wake(s, false);
+    wake(s);
 }
 
 /* The error as its last line: the body an ordinary answer would have had. */
@@ -175,7 +175,7 @@ static void on_end(void *arg, qg_status st, long long row_count, const qg_error 
     }
     s->ended = true;
     s->aborted = s->out.oom;
-    wake(s, true);
+    wake(s);
 }
 
 static const struct qg_run_stream callbacks = {on_columns, on_rows, on_end, 65536};
