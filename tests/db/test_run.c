@@ -453,6 +453,30 @@ static void stream_back_pressure(void)
     CHECK_STR(n.rows, "[{\"ro\":\"off\"}]");
 }
 
+/* The connection lost after rows went out: the end says so; the stream is not run again
+   (its rows would arrive twice). */
+static void stream_not_retried_after_rows(void)
+{
+    struct qg_pool_stats before, after;
+    qg_pool_stats(mgr, &before);
+    struct stream_out o;
+    stream_begin("SELECT a * 100000 + b AS g, repeat('z', 300) AS pad "
+                 "FROM generate_series(1, 1000) a, generate_series(1, 100000) b", false, &o);
+    stream_for(&o, 0.5);
+    CHECK_INT(o.batches, 1);
+    CHECK(dbt_kill_backends("qgt_run") >= 1);
+    o.auto_more = true;
+    qg_run_stream_more(o.r);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(o.columns_calls, 1);
+    qg_pool_stats(mgr, &after);
+    CHECK(after.retries == before.retries);
+    struct outcome n;
+    run1("SELECT 2 AS two", true, 0, &n); /* the pool recovers */
+    CHECK_STR(n.rows, "[{\"two\":2}]");
+}
+
 static void stream_errors(void)
 {
     struct stream_out o;
@@ -507,6 +531,7 @@ int main(void)
     RUN(stream_same_json);
     RUN(stream_back_pressure);
     RUN(stream_errors);
+    RUN(stream_not_retried_after_rows);
     qg_manager_free(mgr);
     qg_loop_offload_shutdown();
     return qgt_done();
