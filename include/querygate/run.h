@@ -56,5 +56,36 @@ void qg_run_cancel(qg_run *r);
 /* Seconds r waited in the pool's line for a connection, over all its tries; for
    done to read (logs, metrics). */
 double qg_run_pool_wait(const qg_run *r);
+/*
+ * A streamed read: one statement (spec->n == 1) whose rows reach the caller in
+ * batches while it runs, with the same rules as qg_run_start (READ ONLY when
+ * spec->tx says so, pool wait, retries, cancel, the reset at the end) except
+ * two: no MAX_RESULT_ROWS/MAX_RESULT_BYTES cap, and no retry once the columns
+ * went out. Memory stays bounded: after a batch the run reads at most one more
+ * from the server, then stops reading (the server waits on its socket) until
+ * the caller asks with qg_run_stream_more. All callbacks run on l's thread,
+ * never from inside qg_run_stream_start, qg_run_stream_more or qg_run_cancel.
+ */
+struct qg_run_stream {
+    /* Once, before any rows, when the result's columns are known: a JSON array as in
+       qg_result_columns_json (borrowed for the call). On success always called before end
+       ("[]" for a statement without rows). */
+    void (*columns)(void *arg, const char *json, size_t len);
+    /* A batch: n rows, each the JSON object an ordinary answer has, followed by '\n'.
+       lines is the caller's (malloc'd; free it). The next batch waits for
+       qg_run_stream_more; the first needs no asking. */
+    void (*rows)(void *arg, char *lines, size_t len, long long n);
+    /* Last, exactly once: QG_OK with the row count, or why it failed (err as qg_run_done's;
+       rows may have gone out before). Then the run is freed. */
+    void (*end)(void *arg, qg_status s, long long row_count, const qg_error *err);
+    size_t batch_bytes; /* a batch is ready at this many bytes; 0: 64 KiB */
+};
+
+/* As qg_run_start, with cb instead of done; false also when spec->n is not 1. */
+bool qg_run_stream_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec,
+                         const struct qg_run_stream *cb, void *arg, qg_run **out);
+
+/* The caller took the last batch: the next may come. On l's thread, before end. */
+void qg_run_stream_more(qg_run *r);
 
 #endif

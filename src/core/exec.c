@@ -66,6 +66,11 @@ struct qgp_exec {
     size_t earlier;              /* rows JSON of the trip's earlier statements */
     struct qgp_trip trip;
     bool finished;
+    /* A stream (qgp_exec_stream): its one statement's rows leave in batches. */
+    bool stream;
+    size_t batch;                /* a batch is ready at this many bytes of rows */
+    bool columns_taken;
+    long long rows_taken;
 };
 
 static void fail(struct qgp_exec *x, struct item *it, qg_status s)
@@ -101,6 +106,9 @@ static bool take(struct qgp_trip *t, struct qgp_part *p, PGresult *res)
                 r = qgp_reader_end(&it->rd, t->err);
             x->earlier += it->rd.rows.len;
         }
+        if (x->stream && !it->rd.discard)
+            t->pause |= it->rd.rows.len >= x->batch || (it->rd.keys && !x->columns_taken) ||
+                        (!res && it->rd.rows.len);
     } else if (!res) {
         return false;
     } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
@@ -455,6 +463,67 @@ qg_status qgp_exec_start(qg_conn *c, size_t n, const char *const *sql,
     start_chunk(x);
     *xout = x;
     return QG_OK;
+}
+
+void qgp_exec_stream(struct qgp_exec *x, size_t batch_bytes)
+{
+    x->stream = true;
+    x->batch = batch_bytes ? batch_bytes : 1;
+    if (x->items)
+        x->items[0].rd.stream = true;
+}
+
+/* The stream's statement while its trip runs, else NULL. */
+static struct qgp_reader *stream_reader(struct qgp_exec *x)
+{
+    return x->stream && x->items && x->ready ? &x->items[0].rd : NULL;
+}
+
+const char *qgp_exec_stream_columns(struct qgp_exec *x, size_t *len)
+{
+    struct qgp_reader *rd = stream_reader(x);
+    if (!rd || !rd->keys)
+        return NULL;
+    if (rd->columns.oom) { /* no rows may go out without their columns */
+        fail(x, x->items, qg_error_set(x->err, QG_ERR_INTERNAL, "out of memory streaming rows"));
+        qgp_exec_stream_discard(x);
+        return NULL;
+    }
+    x->columns_taken = true;
+    *len = rd->columns.len;
+    return rd->columns.data;
+}
+
+char *qgp_exec_stream_rows(struct qgp_exec *x, size_t *len, long long *nrows)
+{
+    struct qgp_reader *rd = stream_reader(x);
+    *len = 0;
+    *nrows = 0;
+    if (!rd || !rd->rows.len)
+        return NULL;
+    if (rd->rows.oom) {
+        fail(x, x->items, qg_error_set(x->err, QG_ERR_INTERNAL, "out of memory streaming rows"));
+        qgp_exec_stream_discard(x);
+        return NULL;
+    }
+    *nrows = rd->nrows - x->rows_taken;
+    x->rows_taken = rd->nrows;
+    return qg_buf_steal(&rd->rows, len);
+}
+
+void qgp_exec_stream_discard(struct qgp_exec *x)
+{
+    struct qgp_reader *rd = stream_reader(x);
+    if (rd) {
+        rd->discard = true;
+        qg_buf_free(&rd->rows);
+    }
+    x->trip.pause = false;
+}
+
+void qgp_exec_stream_resume(struct qgp_exec *x)
+{
+    x->trip.pause = false;
 }
 
 enum qgp_wait qgp_exec_step(struct qgp_exec *x, bool readable)

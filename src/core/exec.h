@@ -21,6 +21,21 @@ qg_status qgp_exec_start(qg_conn *c, size_t n, const char *const *sql,
                          const qg_params *const *params, const struct qg_exec_options *opt,
                          qg_result **out, void (*cancel)(void *arg), void *cancel_arg,
                          qg_error *err, struct qgp_exec **xout) QG_MUSTCHECK;
+/*
+ * Makes x (one statement, just started) a stream: its rows are not collected
+ * into out[0] (whose row_count still counts them) but kept as JSON lines, and
+ * the trip pauses (QGP_WAIT_PAUSE) when its columns become known, when
+ * batch_bytes of lines are ready and at the statement's end with lines left.
+ * Take them, then resume (or discard the rest: a stream nobody reads).
+ */
+void qgp_exec_stream(struct qgp_exec *x, size_t batch_bytes);
+/* The columns' JSON once known (borrowed, valid while the statement runs), else NULL. */
+const char *qgp_exec_stream_columns(struct qgp_exec *x, size_t *len);
+/* The rows ready (*nrows lines, *len bytes; malloc'd, the caller frees), or NULL. */
+char *qgp_exec_stream_rows(struct qgp_exec *x, size_t *len, long long *nrows);
+void qgp_exec_stream_resume(struct qgp_exec *x);
+/* Rows from now on are dropped and the trip never pauses again. */
+void qgp_exec_stream_discard(struct qgp_exec *x);
 /* See qgp_trip_step; QGP_WAIT_NONE: all done. */
 enum qgp_wait qgp_exec_step(struct qgp_exec *x, bool readable);
 /* The outcome (out[] freed on failure; *failed_at the statement that failed, or -1).

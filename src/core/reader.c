@@ -29,12 +29,29 @@ static void start_rows(struct qgp_reader *rd, const PGresult *res)
     rd->nkeys = PQnfields(res);
     rd->keys = qgp_json_keys(res);
     qgp_json_columns(&rd->columns, res);
-    qg_buf_putc(&rd->rows, '[');
+    if (!rd->stream)
+        qg_buf_putc(&rd->rows, '[');
+}
+
+/* A stream's row: one line, the same JSON object as in an ordinary answer. */
+static void stream_row(struct qgp_reader *rd, const PGresult *res)
+{
+    if (!rd->keys)
+        start_rows(rd, res);
+    rd->nrows++;
+    if (rd->discard)
+        return;
+    qgp_json_row(&rd->rows, res, 0, rd->keys, &rd->jopts);
+    qg_buf_putc(&rd->rows, '\n');
 }
 
 static void take_row(struct qgp_reader *rd, const PGresult *res)
 {
     const struct qg_config *cfg = rd->c->m->cfg;
+    if (rd->stream) {
+        stream_row(rd, res);
+        return;
+    }
     if (rd->too_large)
         return;
     if (!rd->keys)
@@ -137,13 +154,13 @@ static qg_status too_large(const struct qgp_reader *rd, qg_error *err)
 /* The reader's buffers become its result. */
 qg_status qgp_reader_finish(struct qgp_reader *rd, qg_error *err)
 {
-    if (rd->keys)
+    if (rd->keys && !rd->stream)
         qg_buf_putc(&rd->rows, ']');
     if (rd->rows.oom || rd->columns.oom || rd->first.oom)
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory building the result");
     qg_result *r = rd->out;
     r->row_count = rd->nrows;
-    if (rd->keys)
+    if (rd->keys && !rd->stream)
         r->rows = qg_buf_steal(&rd->rows, &r->rows_len);
     r->columns = qg_buf_steal(&rd->columns, &r->columns_len);
     r->first = qg_buf_steal(&rd->first, &r->first_len);

@@ -17,6 +17,8 @@ struct qgp_reader {
     int nkeys;
     long long nrows;
     bool too_large;
+    bool stream;         /* qg_run_stream: rows as JSON lines, taken in batches, no caps */
+    bool discard;        /* a stream nobody reads any more: rows are counted, not kept */
     qg_result *out;
     void (*cancel)(void *arg); /* asks the server to stop sending rows */
     void *cancel_arg;

@@ -59,6 +59,13 @@ struct qg_run {
     int cancels_out;         /* PQcancel requests on a helper thread */
     bool in_start;           /* qg_run_start runs: done must wait for the loop's next turn */
     const char *log_tag;
+    /* A stream (qg_run_stream_start): */
+    bool is_stream;
+    struct qg_run_stream cb;
+    qg_loop_timer *wake;     /* a paused stream looks again: asked for more, cancelled, shutdown */
+    bool paused;             /* a batch is ready and waits for qg_run_stream_more */
+    bool credit;             /* the caller may take the next batch */
+    bool streamed;           /* the columns went out: no retry from now on */
 };
 
 static void set_state(qg_run *r, enum run_state to)
@@ -91,10 +98,18 @@ static void run_free(qg_run *r)
 {
     free_results(r);
     qg_loop_timer_free(r->timer);
+    qg_loop_timer_free(r->wake);
     free(r->results);
     free(r->sql);
     free(r->params);
     free(r);
+}
+
+static void stream_end(qg_run *r, qg_status s)
+{
+    if (s == QG_OK && !r->streamed)
+        r->cb.columns(r->arg, "[]", 2);
+    r->cb.end(r->arg, s, s == QG_OK ? qg_result_row_count(r->results[0]) : 0, &r->e);
 }
 
 /* The end: done once, on the loop, never inside qg_run_start. */
@@ -106,7 +121,10 @@ static void complete(qg_run *r)
        (or a COMMIT whose outcome is unknown) keeps its answer. */
     if (r->cancel && s == QG_ERR_STATEMENT_TIMEOUT)
         r->e.cancelled = true;
-    r->done(r->arg, s, s == QG_OK ? r->results : NULL, &r->e);
+    if (r->is_stream)
+        stream_end(r, s);
+    else
+        r->done(r->arg, s, s == QG_OK ? r->results : NULL, &r->e);
     run_free(r);
 }
 
@@ -132,7 +150,8 @@ static void finish(qg_run *r, bool later)
 /* The attempt is over and the connection is back (or none was had): again, or the end. */
 static void attempt_over(qg_run *r)
 {
-    double delay = r->cancel ? -1 : qgp_retry_delay(r->m, r->attempt, r->s, &r->e);
+    /* NOTE: rows that went out cannot be taken back: a stream is retried only before. */
+    double delay = r->cancel || r->streamed ? -1 : qgp_retry_delay(r->m, r->attempt, r->s, &r->e);
     if (delay < 0) {
         finish(r, false);
         return;
@@ -272,11 +291,82 @@ static void trip_over(qg_run *r)
     }
 }
 
+/* A paused stream looks again this often: the shutdown cancels what runs, and a server
+   blocked on its send sees no cancel until its rows are read. */
+#define PAUSE_POLL_S 0.1
+
+static bool stopping(const qg_run *r)
+{
+    return r->cancel || atomic_load(&r->m->cancelled_running);
+}
+
+/* A stream's batch is ready: hand it over if the caller may take it; false: wait. */
+static bool stream_go(qg_run *r)
+{
+    if (stopping(r)) {
+        qgp_exec_stream_discard(r->x); /* read on, so that the server sees the cancel */
+        return true;
+    }
+    if (!r->credit)
+        return false;
+    r->credit = false;
+    size_t len;
+    const char *cols = qgp_exec_stream_columns(r->x, &len);
+    if (cols && !r->streamed) {
+        r->streamed = true;
+        r->cb.columns(r->arg, cols, len);
+    }
+    long long n;
+    char *lines = qgp_exec_stream_rows(r->x, &len, &n);
+    if (lines)
+        r->cb.rows(r->arg, lines, len, n);
+    qgp_exec_stream_resume(r->x);
+    return true;
+}
+
+static void pause_stream(qg_run *r)
+{
+    r->paused = true;
+    if (r->io)
+        (void)qg_loop_io_set(r->io, 0);
+    qg_loop_timer_at(r->wake, qg_now() + PAUSE_POLL_S);
+}
+
+static void wake_over(qg_run *r)
+{
+    if (r->state != RUN_EXEC || !r->paused)
+        return;
+    if (!r->credit && !stopping(r)) {
+        qg_loop_timer_at(r->wake, qg_now() + PAUSE_POLL_S);
+        return;
+    }
+    r->paused = false;
+    step(r, false);
+}
+
+static void on_wake(void *arg)
+{
+    qg_run *r = arg;
+    const char *old = qgp_log_tag_set(r->log_tag);
+    wake_over(r);
+    qgp_log_tag_set(old);
+}
+
 /* Steps what is in flight on the connection; waits on its socket for more. */
 static void step(qg_run *r, bool readable)
 {
-    enum qgp_wait w = r->state == RUN_EXEC ? qgp_exec_step(r->x, readable)
-                                           : qgp_trip_step(&r->trip, readable);
+    enum qgp_wait w;
+    for (;;) {
+        w = r->state == RUN_EXEC ? qgp_exec_step(r->x, readable)
+                                 : qgp_trip_step(&r->trip, readable);
+        if (w != QGP_WAIT_PAUSE)
+            break;
+        if (!stream_go(r)) {
+            pause_stream(r);
+            return;
+        }
+        readable = false;
+    }
     if (w != QGP_WAIT_NONE) {
         unsigned ev = QG_LOOP_READ | (w == QGP_WAIT_WRITE ? QG_LOOP_WRITE : 0);
         if (!r->io)
@@ -316,6 +406,8 @@ static void start_body(qg_run *r)
     free_results(r);
     r->s = qgp_exec_start(r->c, r->n, r->sql, r->params, &opt, r->results, request_cancel, r,
                           &r->e, &r->x);
+    if (r->x && r->is_stream)
+        qgp_exec_stream(r->x, r->cb.batch_bytes ? r->cb.batch_bytes : 65536);
     if (!r->x) {
         settle(r);
         return;
@@ -461,14 +553,22 @@ static void timer_over(qg_run *r)
     }
 }
 
-bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_run_done done,
-                  void *arg, qg_run **out)
+static bool run_begin(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_run_done done,
+                      const struct qg_run_stream *cb, void *arg, qg_run **out)
 {
     if (out)
         *out = NULL;
     qg_run *r = calloc(1, sizeof *r);
     if (!r)
         return false;
+    if (cb) {
+        r->is_stream = r->credit = true;
+        r->cb = *cb;
+        if (!(r->wake = qg_loop_timer_new(l, on_wake, r))) {
+            free(r);
+            return false;
+        }
+    }
     r->n = spec->n;
     r->sql = calloc(r->n ? r->n : 1, sizeof *r->sql);
     r->params = spec->params ? calloc(r->n ? r->n : 1, sizeof *r->params) : NULL;
@@ -501,6 +601,31 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
     return true;
 }
 
+bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_run_done done,
+                  void *arg, qg_run **out)
+{
+    return run_begin(l, m, spec, done, NULL, arg, out);
+}
+
+bool qg_run_stream_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec,
+                         const struct qg_run_stream *cb, void *arg, qg_run **out)
+{
+    if (out)
+        *out = NULL;
+    if (spec->n != 1 || !cb || !cb->columns || !cb->rows || !cb->end)
+        return false;
+    return run_begin(l, m, spec, NULL, cb, arg, out);
+}
+
+void qg_run_stream_more(qg_run *r)
+{
+    if (!r || r->state == RUN_DONE)
+        return;
+    r->credit = true;
+    if (r->paused)
+        qg_loop_timer_at(r->wake, qg_now());
+}
+
 void qg_run_cancel(qg_run *r)
 {
     if (!r || r->cancel || r->state == RUN_DONE)
@@ -521,6 +646,8 @@ void qg_run_cancel(qg_run *r)
         return;
     case RUN_EXEC:
         request_cancel(r);
+        if (r->paused)
+            qg_loop_timer_at(r->wake, qg_now());
         return;
     default:
         return; /* it stops at the next step, or its COMMIT is already out */

@@ -184,6 +184,10 @@ enum qgp_wait qgp_trip_step(struct qgp_trip *t, bool readable)
         return finish(t);
     enum qgp_wait wait = unsent ? QGP_WAIT_WRITE : QGP_WAIT_READ;
     for (;;) {
+        /* NOTE: a stream's back-pressure: what libpq has not read stays in the socket,
+           so the server blocks on its send and memory stays bounded. */
+        if (t->pause)
+            return QGP_WAIT_PAUSE;
         /* NOTE: on a failed connection PQgetResult never blocks: it reports and ends. */
         bool bad = PQstatus(pg) != CONNECTION_OK;
         if (t->cur == t->n) {

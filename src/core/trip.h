@@ -25,8 +25,9 @@ struct qgp_part {
     void *item;         /* exec.c's statement, for PREPARE, DESCRIBE and STATEMENT */
 };
 
-/* What the socket must become before the next qgp_trip_step. */
-enum qgp_wait { QGP_WAIT_NONE, QGP_WAIT_READ, QGP_WAIT_WRITE };
+/* What the socket must become before the next qgp_trip_step; QGP_WAIT_PAUSE: nothing,
+   a stream's batch is ready (t->pause) and the trip reads no more until it is cleared. */
+enum qgp_wait { QGP_WAIT_NONE, QGP_WAIT_READ, QGP_WAIT_WRITE, QGP_WAIT_PAUSE };
 
 struct qgp_trip;
 /*
@@ -50,6 +51,7 @@ struct qgp_trip {
     bool refused;              /* the server answered a part with an error */
     bool command_failed;       /* one of our own commands failed */
     bool oom;
+    bool pause;                /* set by take: stop reading results (a stream's batch is full) */
     qg_status s;               /* the first error, in err */
     qg_error *err;
     void *failed;              /* the item whose part failed first, or NULL */

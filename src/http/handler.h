@@ -22,6 +22,7 @@ struct qgh_ctx {
     struct qgh_auth *auth;
     struct qgh_named *named;    /* QUERIES_DIR's queries; NULL: none */
     const atomic_bool *unready; /* qg_server_unready was called; NULL: never */
+    atomic_int *open_runs;      /* runs the drain waits for; a stream's counts until it ends */
 };
 
 /* One request as a handler sees it. */
@@ -40,6 +41,10 @@ struct qgh_call {
     /* Called exactly once, on loop, when reply holds the answer (inside the
        handler too, when it answers without a run). */
     void (*finish)(struct qgh_call *call);
+    bool ndjson;    /* Accept asks for application/x-ndjson: a read may stream (stream.h) */
+    /* A streamed answer's (reply->stream) news, on loop, after finish: more of the body is
+       ready (or its end). */
+    void (*wake)(struct qgh_call *call);
 };
 
 /* Fills call->reply; a QGH_RUNS route starts its run and calls call->finish instead. */

@@ -27,6 +27,7 @@ struct qgh_metrics {
     atomic_ullong db_errors[NCLASS * NCLASS];
     atomic_ullong pwait[NBUCKETS + 1]; /* pool wait, not cumulative */
     atomic_ullong pwait_sum_ns;
+    atomic_ullong stream_rows, stream_bytes;
 };
 
 qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
@@ -219,6 +220,23 @@ static void render_pool(qg_manager *m, qg_buf *out)
           ps.health_connection);
 }
 
+void qgh_metrics_stream(qgh_metrics *mt, long long rows, size_t bytes)
+{
+    if (!mt)
+        return;
+    atomic_fetch_add_explicit(&mt->stream_rows, (unsigned long long)rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mt->stream_bytes, bytes, memory_order_relaxed);
+}
+
+static void render_streams(qgh_metrics *mt, qg_buf *out)
+{
+    metric(out, "querygate_stream_rows_total", "counter",
+           "Rows of streamed answers (Accept: application/x-ndjson).",
+           load(&mt->stream_rows));
+    metric(out, "querygate_stream_bytes_total", "counter",
+           "Bytes of streamed answers' bodies.", load(&mt->stream_bytes));
+}
+
 static void render_db_errors(qgh_metrics *mt, qg_buf *out)
 {
     static const char chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -238,6 +256,7 @@ void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out)
     render_histograms(mt, out);
     render_pool(m, out);
     render_db_errors(mt, out);
+    render_streams(mt, out);
     qg_buf_puts(out, "# HELP querygate_build_info The running version.\n"
                       "# TYPE querygate_build_info gauge\nquerygate_build_info{");
     put_label(out, "version", QG_VERSION);

@@ -13,6 +13,8 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
                        const char *sqlstate);
 /* How long a request that ran statements waited for a database connection. */
 void qgh_metrics_pool_wait(qgh_metrics *mt, double seconds);
+/* A stream sent rows (counted once each) and bytes of body. */
+void qgh_metrics_stream(qgh_metrics *mt, long long rows, size_t bytes);
 /* The Prometheus text exposition (format 0.0.4) into out. */
 void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out);
 

@@ -26,6 +26,7 @@ struct qgh_reply {
     char message[256];        /* internal_error's cause, logged with the request id */
     const char *etag;         /* static ETag of a cacheable 200, or NULL */
     const char *cache_control; /* static Cache-Control, or NULL */
+    struct qgh_stream *stream; /* a 200 whose body is this stream (stream.h), or NULL */
 };
 
 /* Frees the body and makes r undecided again. */

@@ -6,6 +6,7 @@
 #include "reply.h"
 #include "request.h"
 #include "routes.h"
+#include "stream.h"
 
 /* One request's statement while it runs; freed by its end. */
 struct run {
@@ -185,6 +186,11 @@ static void statement_route(const struct qgh_ctx *ctx, struct qgh_call *call, en
         call->finish(call);
         return;
     }
+    if (kind == QGH_ANSWER_QUERY && call->ndjson) {
+        qgh_stream_statement(ctx, call, &r->st);
+        run_free(r);
+        return;
+    }
     start(ctx, r);
 }
 
@@ -201,6 +207,11 @@ void qgh_run_statement(const struct qgh_ctx *ctx, struct qgh_call *call, enum qg
     memset(st, 0, sizeof *st);
     r->prepare = prepare;
     r->hold = hold;
+    if (answer == QGH_ANSWER_QUERY && call->ndjson) {
+        qgh_stream_statement(ctx, call, &r->st); /* it copies the SQL: the set may go */
+        run_free(r);
+        return;
+    }
     start(ctx, r);
 }
 

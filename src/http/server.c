@@ -29,6 +29,7 @@
 #include "reqid.h"
 #include "router.h"
 #include "server.h"
+#include "stream.h"
 #include "tls.h"
 #include "trace.h"
 
@@ -99,6 +100,7 @@ struct request {
     bool gone;              /* the client closed or shut down its side */
     bool cancelled;         /* ... while its run was in flight: it was cancelled */
     bool in_handler;        /* the handler runs: a finish now has nothing to resume */
+    bool stream_waiting;    /* suspended until its stream has more (reply.stream) */
 };
 
 /* Every decided request is counted and logged here, once: when queued, or when its client left first. */
@@ -122,13 +124,51 @@ static void add_header(void *arg, const char *name, const char *value)
     MHD_add_response_header(arg, name, value);
 }
 
+/*
+ * A streamed body, pulled as the client reads. NOTE: a content reader that returns 0
+ * is called again at once (libmicrohttpd's docs: only with a suspend), so the
+ * connection is suspended until the stream has more (stream_wake).
+ */
+static ssize_t stream_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct request *r = cls;
+    (void)pos;
+    long n = qgh_stream_read(r->reply.stream, buf, max);
+    if (n > 0)
+        return n;
+    if (n == QGH_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n == QGH_STREAM_ABORT)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    r->stream_waiting = true;
+    MHD_suspend_connection(r->conn);
+    return 0;
+}
+
+/* call->wake: the stream has more of the body. */
+static void stream_wake(struct qgh_call *call)
+{
+    struct request *r = (struct request *)((char *)call - offsetof(struct request, call));
+    if (!r->stream_waiting)
+        return;
+    r->stream_waiting = false;
+    MHD_resume_connection(r->conn);
+    qgh_loops_resumed();
+}
+
+/* Small enough for the connection's memory (CONNECTION_MEMORY), which holds MHD's buffer. */
+#define STREAM_BLOCK (8 * 1024)
+
 static enum MHD_Result send_reply(qg_server *s, struct request *r)
 {
     struct qgh_reply *rep = &r->reply;
     qgh_reply_conditional(rep, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                            MHD_HTTP_HEADER_IF_NONE_MATCH));
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+        rep->stream
+            ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_body, r,
+                                                NULL)
+            : MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
     if (!resp)
         return MHD_NO;
     rep->body = NULL; /* the response owns it now */
@@ -199,9 +239,11 @@ static void settle(struct request *r)
 static void finish(struct qgh_call *call)
 {
     struct request *r = (struct request *)((char *)call - offsetof(struct request, call));
-    if (r->hangup)
+    /* A stream's run goes on: its client is still watched, so that leaving cancels it. */
+    if (r->hangup && !r->reply.stream) {
         qg_loop_io_free(r->hangup);
-    r->hangup = NULL;
+        r->hangup = NULL;
+    }
     settle(r);
     r->state = REQ_DONE;
     atomic_fetch_sub(&r->srv->open_runs, 1);
@@ -315,9 +357,17 @@ static void echo_body(qg_server *s, struct request *r)
 /* The body is complete: answer inline, or suspend until the answer is ready. */
 static enum MHD_Result run(qg_server *s, struct request *r)
 {
-    r->call = (struct qgh_call){.body = r->body.data ? r->body.data : "", .len = r->body.len,
-                                .request_id = r->request_id, .path = r->url, .who = &r->who,
-                                .reply = &r->reply};
+    r->call = (struct qgh_call){
+        .body = r->body.data ? r->body.data : "",
+        .len = r->body.len,
+        .request_id = r->request_id,
+        .path = r->url,
+        .who = &r->who,
+        .reply = &r->reply,
+        .ndjson = qgh_wants_ndjson(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                               MHD_HTTP_HEADER_ACCEPT)),
+        .wake = stream_wake,
+    };
     if (!(r->route->flags & (QGH_RUNS | QGH_BLOCKS))) {
         r->route->handler(&s->ctx, &r->call);
         if (!r->reply.status)
@@ -517,6 +567,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     qgh_conns_answered(s->conns, r->guard);
     if (r->state == REQ_DONE)
         count_and_log(s, r); /* answered, but the connection closed before it went out */
+    if (r->hangup)
+        qg_loop_io_free(r->hangup);
+    qgh_stream_detach(r->reply.stream); /* sent, or its client left: a run still going stops */
+    r->reply.stream = NULL;
     qg_buf_free(&r->body);
     qgh_reply_reset(&r->reply);
     qgh_principal_clear(&r->who);
@@ -648,6 +702,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
     s->ctx.auth = auth;
     s->ctx.named = named;
     s->ctx.unready = &s->unready;
+    s->ctx.open_runs = &s->open_runs;
     const char *names[32];
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)

@@ -383,6 +383,232 @@ static void storm(void)
     qg_config_free(&c);
 }
 
+/* ---- streams (qg_run_stream_start) ----------------------------------------- */
+
+struct stream_out {
+    qg_loop *l;
+    qg_run *r;
+    bool auto_more;          /* ask for the next batch inside each rows callback */
+    int columns_calls, batches;
+    char columns[256];
+    char first[512];         /* the first line */
+    long long rows, row_count;
+    size_t max_batch;
+    bool ended, rows_after_end;
+    qg_status s;
+    qg_error err;
+};
+
+static void st_columns(void *arg, const char *json, size_t len)
+{
+    struct stream_out *o = arg;
+    CHECK(o->batches == 0 && !o->ended);
+    o->columns_calls++;
+    snprintf(o->columns, sizeof o->columns, "%.*s", (int)len, json);
+}
+
+static void st_rows(void *arg, char *lines, size_t len, long long n)
+{
+    struct stream_out *o = arg;
+    CHECK(o->columns_calls == 1);
+    o->rows_after_end |= o->ended;
+    if (o->batches++ == 0)
+        snprintf(o->first, sizeof o->first, "%.*s", (int)strcspn(lines, "\n"), lines);
+    long long lf = 0;
+    for (size_t i = 0; i < len; i++)
+        lf += lines[i] == '\n';
+    CHECK_INT(lf, n);
+    CHECK(len > 0 && lines[len - 1] == '\n');
+    o->rows += n;
+    if (len > o->max_batch)
+        o->max_batch = len;
+    free(lines);
+    if (o->auto_more)
+        qg_run_stream_more(o->r);
+}
+
+static void st_end(void *arg, qg_status s, long long row_count, const qg_error *err)
+{
+    struct stream_out *o = arg;
+    o->ended = true;
+    o->s = s;
+    o->row_count = row_count;
+    o->err = *err;
+    o->r = NULL;
+    qg_loop_stop(o->l);
+}
+
+static const struct qg_run_stream st_cb = {st_columns, st_rows, st_end, 4096};
+
+static void stream_begin(const char *sql, bool auto_more, struct stream_out *o)
+{
+    *o = (struct stream_out){.auto_more = auto_more};
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_loop_new(&o->l, &err), QG_OK);
+    const char *const sqls[] = {sql};
+    struct qg_run_spec spec = {.n = 1, .sql = sqls, .tx = {.read_only = true}};
+    CHECK(qg_run_stream_start(o->l, mgr, &spec, &st_cb, o, &o->r));
+    CHECK(o->columns_calls == 0 && !o->ended); /* never from inside the start */
+}
+
+static void stop_loop(void *arg)
+{
+    qg_loop_stop(arg);
+}
+
+/* Runs o's loop for secs (or until the stream ends). */
+static void stream_for(struct stream_out *o, double secs)
+{
+    qg_loop_timer *t = qg_loop_timer_new(o->l, stop_loop, o->l);
+    qg_loop_timer_at(t, qg_now() + secs);
+    if (!o->ended)
+        qg_loop_run(o->l);
+    qg_loop_timer_free(t);
+}
+
+static void stream_finish(struct stream_out *o)
+{
+    if (!o->ended)
+        qg_loop_run(o->l);
+    qg_loop_free(o->l);
+    CHECK(o->ended);
+    CHECK(!o->rows_after_end);
+}
+
+static void stream_batches(void)
+{
+    struct stream_out o;
+    stream_begin("SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK_INT(o.columns_calls, 1);
+    CHECK_STR(o.columns, "[{\"name\":\"g\",\"type\":\"int4\"},{\"name\":\"pad\",\"type\":\"text\"}]");
+    CHECK(strncmp(o.first, "{\"g\":1,\"pad\":\"xxx", 17) == 0);
+    CHECK_INT(o.rows, 20000);
+    CHECK_INT(o.row_count, 20000);
+    CHECK(o.batches > 100);                  /* 2.3 MB of rows in 4 KiB batches */
+    CHECK(o.max_batch < 4096 + 200);         /* a batch ends with the row that filled it */
+    /* Past MAX_RESULT_ROWS (and its bytes) of an ordinary answer: a stream has no cap. */
+    stream_begin("SELECT g FROM generate_series(1, 200000) g", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK_INT(o.rows, 200000);
+    /* No rows: the columns, then the end. */
+    stream_begin("SELECT 1 AS a WHERE false", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_OK);
+    CHECK_STR(o.columns, "[{\"name\":\"a\",\"type\":\"int4\"}]");
+    CHECK_INT(o.batches, 0);
+    CHECK_INT(o.row_count, 0);
+}
+
+/* A streamed row is the same JSON as the ordinary answer's. */
+static void stream_same_json(void)
+{
+    const char *q = "SELECT 1::int8 AS i, 2.50::numeric AS n, 'NaN'::float8 AS f, true AS b, "
+                    "'{\"a\":[1,null]}'::jsonb AS j, ARRAY[[1,2],[3,NULL]] AS arr, "
+                    "'\\x00ff'::bytea AS by, '2024-03-10 10:34:56.789+00'::timestamptz AS ts, "
+                    "'P1DT2H'::interval AS iv, 'a\"b\\c'::text AS t, NULL::text AS z, 5 AS i";
+    struct outcome n;
+    run1(q, true, 0, &n);
+    CHECK_INT(n.s, QG_OK);
+    struct stream_out o;
+    stream_begin(q, true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_OK);
+    char want[600];
+    snprintf(want, sizeof want, "[%s]", o.first);
+    CHECK_STR(want, n.rows);
+}
+
+/* A batch, then nothing while the caller does not ask: the server waits, memory is bounded. */
+static void stream_back_pressure(void)
+{
+    struct stream_out o;
+    stream_begin("SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 5000000) g", false, &o);
+    stream_for(&o, 1.0);
+    CHECK_INT(o.batches, 1);
+    long long seen = o.rows;
+    CHECK(seen >= 1 && seen < 100);
+    qg_run_stream_more(o.r);
+    stream_for(&o, 0.5);
+    CHECK_INT(o.batches, 2);
+    qg_run_stream_more(o.r);
+    stream_for(&o, 0.5);
+    CHECK_INT(o.batches, 3);
+    CHECK(o.rows < 100);
+    struct qg_pool_stats ps;
+    qg_pool_stats(mgr, &ps);
+    CHECK_INT(ps.checked_out, 1);
+    /* The caller leaves while paused: the statement stops, the connection comes back clean. */
+    double t0 = qg_now();
+    qg_run_cancel(o.r);
+    stream_finish(&o);
+    CHECK(qg_now() - t0 < 2.0);
+    CHECK_INT(o.s, QG_ERR_STATEMENT_TIMEOUT);
+    CHECK(o.err.cancelled);
+    qg_pool_stats(mgr, &ps);
+    CHECK_INT(ps.checked_out, 0);
+    CHECK_INT(dbt_admin_value("SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' "
+                              "AND query LIKE '%%generate_series(1, 5000000)%%' "
+                              "AND pid <> pg_backend_pid()"), 0);
+    struct outcome n;
+    run1("SELECT current_setting('transaction_read_only') AS ro", false, 0, &n);
+    CHECK_STR(n.rows, "[{\"ro\":\"off\"}]");
+}
+
+/* The connection lost after rows went out: the end says so; the stream is not run again
+   (its rows would arrive twice). */
+static void stream_not_retried_after_rows(void)
+{
+    struct qg_pool_stats before, after;
+    qg_pool_stats(mgr, &before);
+    struct stream_out o;
+    stream_begin("SELECT a * 100000 + b AS g, repeat('z', 300) AS pad "
+                 "FROM generate_series(1, 1000) a, generate_series(1, 100000) b", false, &o);
+    stream_for(&o, 0.5);
+    CHECK_INT(o.batches, 1);
+    CHECK(dbt_kill_backends("qgt_run") >= 1);
+    o.auto_more = true;
+    qg_run_stream_more(o.r);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_ERR_DB_UNAVAILABLE);
+    CHECK_INT(o.columns_calls, 1);
+    qg_pool_stats(mgr, &after);
+    CHECK(after.retries == before.retries);
+    struct outcome n;
+    run1("SELECT 2 AS two", true, 0, &n); /* the pool recovers */
+    CHECK_STR(n.rows, "[{\"two\":2}]");
+}
+
+static void stream_errors(void)
+{
+    struct stream_out o;
+    /* Fails after rows went out: they all arrive, then the error; no retry. */
+    stream_begin("SELECT 1/(1000-g) AS v FROM generate_series(1, 2000) g", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_ERR_SQL);
+    CHECK_STR(o.err.sqlstate, "22012");
+    CHECK_INT(o.columns_calls, 1);
+    CHECK_INT(o.rows, 999);
+    /* Fails before its first row: no columns. */
+    stream_begin("SELECT nosuchcolumn FROM generate_series(1, 2) g", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_ERR_SQL);
+    CHECK_INT(o.columns_calls, 0);
+    CHECK_INT(o.batches, 0);
+    /* A statement that reads nothing: the columns are "[]". */
+    stream_begin("SELECT set_config('application_name', 'qgt_run', true) WHERE false", true, &o);
+    stream_finish(&o);
+    CHECK_INT(o.s, QG_OK);
+    const char *const two[] = {"SELECT 1", "SELECT 2"};
+    struct qg_run_spec spec = {.n = 2, .sql = two};
+    qg_run *r = NULL;
+    CHECK(!qg_run_stream_start(NULL, mgr, &spec, &st_cb, &o, &r)); /* one statement only */
+    CHECK(r == NULL);
+}
+
 int main(void)
 {
     dbt_config(&cfg, "qgt_run", NULL);
@@ -407,6 +633,11 @@ int main(void)
     RUN(reconnects);
     RUN(claims_per_transaction);
     RUN(storm);
+    RUN(stream_batches);
+    RUN(stream_same_json);
+    RUN(stream_back_pressure);
+    RUN(stream_errors);
+    RUN(stream_not_retried_after_rows);
     qg_manager_free(mgr);
     qg_loop_offload_shutdown();
     return qgt_done();

@@ -1,4 +1,5 @@
 """Named queries (QUERIES_DIR): POST /queries/NAME, GET /queries, scopes, ALLOW_RAW_SQL, SIGHUP, prepared once."""
+import json
 import os
 import shutil
 import signal
@@ -136,6 +137,13 @@ def test_write_and_read_shapes(st):
     # numbers_as_strings as on /query.
     j = check_ok(run(s, "big_number", {"x": 9007199254740993}, numbers_as_strings=True))
     check(j["rows"] == [{"n": "12345678901234567890", "x": "9007199254740993"}], j)
+    # A read streams as /query does, with Accept: application/x-ndjson.
+    hdrs = dict(bearer(ALL), Accept="application/x-ndjson")
+    r = s.post("/queries/notes_by_owner", {"params": {"owner": "alice"}}, headers=hdrs)
+    lines = [json.loads(ln) for ln in r.raw.decode().splitlines()]
+    check(r.status == 200 and r.header("Content-Type").startswith("application/x-ndjson")
+          and "columns" in lines[0] and [ln.get("body") for ln in lines[1:-1]] == ["one", "two"]
+          and lines[-1] == {"row_count": 2}, (r, lines))
     # A read runs READ ONLY, whatever the file does.
     check_error(run(s, "sneaky", {"owner": "alice"}), 403, "read_only", "write in a read query")
     check(check_ok(run(s, "notes_by_owner", {"owner": "alice"}))["row_count"] == 2, "kept")
