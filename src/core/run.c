@@ -73,6 +73,15 @@ static void set_state(qg_run *r, enum run_state to)
     r->state = to;
 }
 
+/* A loop callback's way in: the core's log lines name r's request meanwhile. NOTE: fn
+   may free r, so its tag is read first. */
+static void as_run(qg_run *r, void (*fn)(qg_run *r))
+{
+    const char *old = qgp_log_tag_set(r->log_tag);
+    fn(r);
+    qgp_log_tag_set(old);
+}
+
 static void attempt(qg_run *r);
 static void step(qg_run *r, bool readable);
 static void on_socket(void *arg, unsigned events);
@@ -130,10 +139,7 @@ static void complete(qg_run *r)
 
 static void complete_later(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    complete(r);
-    qgp_log_tag_set(old);
+    as_run(arg, complete);
 }
 
 /* later: from the caller's own call (qg_run_start, qg_run_cancel), so done must wait. */
@@ -242,10 +248,7 @@ static void cancel_over(qg_run *r);
 
 static void cancel_done(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    cancel_over(r);
-    qgp_log_tag_set(old);
+    as_run(arg, cancel_over);
 }
 
 static void cancel_over(qg_run *r)
@@ -346,10 +349,7 @@ static void wake_over(qg_run *r)
 
 static void on_wake(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    wake_over(r);
-    qgp_log_tag_set(old);
+    as_run(arg, wake_over);
 }
 
 /* Steps what is in flight on the connection; waits on its socket for more. */
@@ -424,10 +424,7 @@ static void open_work(void *arg)
 
 static void open_done(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    open_over(r);
-    qgp_log_tag_set(old);
+    as_run(arg, open_over);
 }
 
 static void open_over(qg_run *r)
@@ -492,10 +489,7 @@ static void served(qg_run *r)
 
 static void served_later(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    served(r);
-    qgp_log_tag_set(old);
+    as_run(arg, served);
 }
 
 /* The pool's lock is held: only pass the news to the loop. */
@@ -526,10 +520,7 @@ static void timer_over(qg_run *r);
 
 static void on_timer(void *arg)
 {
-    qg_run *r = arg;
-    const char *old = qgp_log_tag_set(r->log_tag);
-    timer_over(r);
-    qgp_log_tag_set(old);
+    as_run(arg, timer_over);
 }
 
 static void timer_over(qg_run *r)
