@@ -76,7 +76,10 @@ def test_inserts_survive_killed_backends_and_a_restart(_):
         counts = load.check_table(admin_sql("SELECT k, count(*) FROM %s GROUP BY k" % T))
         print("   outcomes %r, recovered %.2fs after the restart" % (counts, recovered))
         check(counts.get("ok", 0) > 100, counts)
-        check(counts.get("failed", 0) > 0, "the faults were not felt: %r" % counts)
+        # Writes wait out the restart (DB_POOL_TIMEOUT) and killed ones run again: the
+        # faults show in the retries more than in the answers.
+        retries = check_ok(s.get("/pool"))["retries"]
+        check(retries > 0, "the faults were not felt: %r, %d retries" % (counts, retries))
         check(recovered < 10, "recovered after %.1fs" % recovered)
         check_ok(s.post("/query", {"sql": "SELECT count(*) FROM %s" % T}))
     finally:
