@@ -155,7 +155,7 @@ static void writes_follow_the_promoted_standby(void)
 static void no_primary_is_db_unavailable_after_the_pool_timeout(void)
 {
     struct qg_config cfg;
-    qg_manager *m = manager(&cfg, "1", pair_url);
+    qg_manager *m = manager(&cfg, "2", pair_url);
     CHECK_INT(node("stop", 'b', "fast"), 0);
     qg_error err;
     double t0 = dbt_now();
@@ -164,12 +164,12 @@ static void no_primary_is_db_unavailable_after_the_pool_timeout(void)
     CHECK_INT(err.status, QG_ERR_DB_UNAVAILABLE);
     CHECK(err.unreachable);
     CHECK(!err.outcome_unknown);
-    CHECK(took >= 0.95 && took < 4);
+    CHECK(took >= 1.95 && took < 6);
     qg_result *r = NULL;
     qg_error_clear(&err);
     t0 = dbt_now();
     CHECK_INT(qg_query(m, "SELECT 1", NULL, &r, &err), QG_ERR_DB_UNAVAILABLE);
-    CHECK(dbt_now() - t0 < 0.9);
+    CHECK(dbt_now() - t0 < 1.5); /* reads do not wait for a primary */
     qg_result_free(r);
     CHECK_INT(node("start", 'b', NULL), 0);
     CHECK_INT(insert(m, &err), port_b);

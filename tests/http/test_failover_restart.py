@@ -53,9 +53,10 @@ def test_writes_follow_a_promoted_standby_under_load(pair):
     try:
         counts = load.check_table(pair.sql("b", "SELECT k, count(*) FROM %s GROUP BY k" % T))
         after = load.oks_after(promoting)
-        resumed = after[0] - promoted if after else None
-        print("   outcomes %r, writes resumed %s s after the promotion" % (
-            counts, "%.2f" % resumed if resumed is not None else "never"))
+        resumed = after[0] - promoting if after else None
+        print("   outcomes %r, writes resumed %s s after pg_ctl promote began (it took %.2f s)"
+              % (counts, "%.2f" % resumed if resumed is not None else "never",
+                 promoted - promoting))
         check(counts.get("ok", 0) > 50, counts)
         # DB_POOL_TIMEOUT outlasts the failover: every write waited for the new primary.
         check(counts.get("failed", 0) == 0, "writes failed instead of waiting: %r" % counts)
@@ -68,7 +69,7 @@ def test_writes_follow_a_promoted_standby_under_load(pair):
 
 def test_no_primary_answers_503_after_the_pool_timeout(pair):
     """After the failover b is the primary and a is down; b stops too."""
-    s = Server(DATABASE_URL=pair.url, DB_POOL_TIMEOUT=1.5, DB_RETRY_DELAY=0.05,
+    s = Server(DATABASE_URL=pair.url, DB_POOL_TIMEOUT=2, DB_RETRY_DELAY=0.05,
                DB_CONNECT_TIMEOUT=2)
     try:
         check_ok(s.post("/insert", {"sql": "INSERT INTO %s (k) VALUES ('before')" % T}))
@@ -79,10 +80,10 @@ def test_no_primary_answers_503_after_the_pool_timeout(pair):
                             503, "db_unavailable", "a write with no primary")
             took = time.time() - t0
             check("outcome" not in e, e)
-            check(1.4 < took < 5, "answered after %.2fs (DB_POOL_TIMEOUT 1.5)" % took)
+            check(1.9 < took < 6, "answered after %.2fs (DB_POOL_TIMEOUT 2)" % took)
             t0 = time.time()
             check_error(s.post("/query", {"sql": "SELECT 1"}), 503, "db_unavailable", "a read")
-            check(time.time() - t0 < 1.4, "a read waited %.2fs" % (time.time() - t0))
+            check(time.time() - t0 < 1.5, "a read waited %.2fs" % (time.time() - t0))
         finally:
             pair.start("b")
         check_ok(s.post("/insert", {"sql": "INSERT INTO %s (k) VALUES ('after')" % T}))
