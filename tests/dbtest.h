@@ -2,8 +2,11 @@
 #ifndef QG_DBTEST_H
 #define QG_DBTEST_H
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +92,18 @@ static inline void dbt_config(struct qg_config *cfg, const char *app, const char
         fprintf(stderr, "config: %s\n", err.message);
         exit(1);
     }
+}
+
+/* A loopback TCP port nobody listens on now (for a pooler or proxy of a test's own). */
+static inline int dbt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 /* Runs a shell command; returns its exit status. */

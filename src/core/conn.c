@@ -193,15 +193,21 @@ void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to)
 }
 
 
-bool qgp_conn_standby(const qg_conn *c, const char *sqlstate)
+bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours)
 {
     if (!qgp_conn_in_scope(c) || c->tx_read_only)
         return false;
     const char *hot = PQparameterStatus(c->pg, "in_hot_standby");
     if (hot && !strcmp(hot, "on"))
         return true;
-    /* NOTE: in_hot_standby comes from PostgreSQL 14 on, and a pooler may not pass it on. */
-    return sqlstate && !strcmp(sqlstate, "25006") && !(hot && !strcmp(hot, "off"));
+    if (!sqlstate)
+        return false;
+    /* NOTE: in_hot_standby comes from PostgreSQL 14 on, and a pooler passes on the value
+       of the server it first met, which may since have become a standby. Our own BEGIN
+       READ WRITE fails with 0A000 only there ("during recovery"). */
+    if (ours && !strcmp(sqlstate, "0A000"))
+        return true;
+    return !strcmp(sqlstate, "25006") && !(hot && !strcmp(hot, "off"));
 }
 
 qg_status qgp_standby_error(qg_conn *c, qg_error *err)

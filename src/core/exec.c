@@ -435,7 +435,7 @@ qg_status qgp_exec_start(qg_conn *c, size_t n, const char *const *sql,
     if (qgp_conn_broken(c))
         return qgp_conn_lost(c, err, "starting the statement");
     /* Nothing was sent yet: BEGIN travels with the first statement. */
-    if (c->state == QGP_CONN_BEGIN && qgp_conn_standby(c, NULL))
+    if (c->state == QGP_CONN_BEGIN && qgp_conn_standby(c, NULL, false))
         return qgp_standby_error(c, err);
     if (c->state == QGP_CONN_ENDED)
         return qg_error_set(err, QG_ERR_INTERNAL,

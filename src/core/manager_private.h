@@ -181,8 +181,8 @@ bool qgp_conn_alive(qg_conn *c);
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 /* True when c, inside a read-write transaction scope, is on a server that cannot write:
    in_hot_standby is on, or it refused a statement with sqlstate 25006 (may be NULL)
-   and does not say that it is no standby. */
-bool qgp_conn_standby(const qg_conn *c, const char *sqlstate);
+   and does not say that it is no standby, or one of our own commands (ours) with 0A000. */
+bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours);
 /* c is on a standby: it is never reused, and the write is to run again on the primary
    (db_unavailable, err->unreachable: the server refused it, so it did not run). */
 qg_status qgp_standby_error(qg_conn *c, qg_error *err);

@@ -40,17 +40,6 @@ static void ssl_required(void)
     qg_config_free(&cfg);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void behind_pgbouncer(void)
 {
     if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0) {
@@ -64,7 +53,7 @@ static void behind_pgbouncer(void)
     const char *tools = getenv("QG_SOURCE_DIR");
     char dir[] = "/tmp/qgt-bouncer.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    int port = free_port();
+    int port = dbt_free_port();
     if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start %s %d %s '%s'", tools ? tools : ".", dir, port,
                server_port, password) != 0) {
         qgt_failures++;

@@ -229,6 +229,56 @@ static void a_write_on_a_standby_is_not_read_only(void)
     qg_config_free(&cfg);
 }
 
+/* Points the PgBouncer in dir at port (its database qg) and reloads it. */
+static void bouncer_to(const char *dir, int port)
+{
+    CHECK_INT(dbt_sh("sed -i 's/^qg = .*/qg = host=127.0.0.1 port=%d dbname=qg/' '%s/pgbouncer.ini' && "
+                     "kill -HUP $(cat '%s/pgbouncer.pid')", port, dir, dir), 0);
+    usleep(200000); /* the reload is asynchronous */
+}
+
+/*
+ * Behind PgBouncer, whose server moves from the primary to a standby: the
+ * client connection still says in_hot_standby=off (the pooler passes on what
+ * its first server said), and our BEGIN READ WRITE fails there with 0A000.
+ * That is a standby too: db_unavailable after DB_POOL_TIMEOUT, not sql_error;
+ * once the pooler points at the primary again, the write runs.
+ */
+static void a_pooler_that_moved_to_a_standby(void)
+{
+    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0) {
+        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
+        qgt_failures++;
+        return;
+    }
+    const char *src = getenv("QG_SOURCE_DIR");
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/bouncer", top);
+    int port = dbt_free_port();
+    if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start '%s' %d %d '%s'", src ? src : ".", dir, port,
+               port_b, pw) != 0) {
+        qgt_failures++;
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "127.0.0.1:%d/qg", port);
+    struct qg_config cfg;
+    qg_manager *m = manager(&cfg, "1", url);
+    qg_error err;
+    CHECK_INT(insert(m, &err), port_b);
+    bouncer_to(dir, port_a);
+    CHECK_INT(insert(m, &err), -1);
+    CHECK_INT(err.status, QG_ERR_DB_UNAVAILABLE);
+    if (err.status != QG_ERR_DB_UNAVAILABLE)
+        fprintf(stderr, "the write behind the pooler: %s\n", err.message);
+    CHECK(err.unreachable && !err.outcome_unknown);
+    bouncer_to(dir, port_b);
+    CHECK_INT(insert(m, &err), port_b);
+    qg_manager_free(m);
+    qg_config_free(&cfg);
+    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop '%s'", src ? src : ".", dir);
+}
+
 int main(void)
 {
     tool();
@@ -246,6 +296,7 @@ int main(void)
     RUN(writes_follow_the_promoted_standby);
     RUN(no_primary_is_db_unavailable_after_the_pool_timeout);
     RUN(a_write_on_a_standby_is_not_read_only);
+    RUN(a_pooler_that_moved_to_a_standby);
     remove_pair();
     return qgt_done();
 }
