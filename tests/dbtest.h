@@ -118,4 +118,28 @@ static inline int dbt_sh(const char *fmt, ...)
     return rc == -1 ? -1 : WEXITSTATUS(rc);
 }
 
+/*
+ * A PgBouncer (tests/tools/pgbouncer-ctl: transaction pooling, user qg) in dir,
+ * listening on port, in front of the server on server_port. False, counted as a
+ * failure, when it is not installed or does not start.
+ */
+static inline bool dbt_pgbouncer_start(const char *dir, int port, const char *server_port,
+                                       const char *password)
+{
+    const char *src = getenv("QG_SOURCE_DIR");
+    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0)
+        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
+    else if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start '%s' %d %s '%s'", src ? src : ".", dir,
+                    port, server_port, password) == 0)
+        return true;
+    qgt_failures++;
+    return false;
+}
+
+static inline void dbt_pgbouncer_stop(const char *dir)
+{
+    const char *src = getenv("QG_SOURCE_DIR");
+    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop '%s'", src ? src : ".", dir);
+}
+
 #endif

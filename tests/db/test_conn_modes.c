@@ -42,23 +42,14 @@ static void ssl_required(void)
 
 static void behind_pgbouncer(void)
 {
-    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0) {
-        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
-        qgt_failures++;
-        return;
-    }
     char password[128] = "", server_port[16] = "";
     const char *url = qgt_database_url();
     CHECK(sscanf(url, "postgresql://qg:%127[^@]@127.0.0.1:%15[0-9]/", password, server_port) == 2);
-    const char *tools = getenv("QG_SOURCE_DIR");
     char dir[] = "/tmp/qgt-bouncer.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     int port = dbt_free_port();
-    if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start %s %d %s '%s'", tools ? tools : ".", dir, port,
-               server_port, password) != 0) {
-        qgt_failures++;
+    if (!dbt_pgbouncer_start(dir, port, server_port, password))
         return;
-    }
     char env_url[512];
     snprintf(env_url, sizeof env_url, "DATABASE_URL=postgresql://qg:%s@127.0.0.1:%d/qg", password, port);
 
@@ -116,7 +107,8 @@ static void behind_pgbouncer(void)
     qg_manager_free(m);
     qg_config_free(&cfg);
 
-    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop %s; rm -rf %s", tools ? tools : ".", dir, dir);
+    dbt_pgbouncer_stop(dir);
+    dbt_sh("rm -rf %s", dir);
 }
 
 /* The startup options reach a direct connection. */

@@ -246,20 +246,12 @@ static void bouncer_to(const char *dir, int port)
  */
 static void a_pooler_that_moved_to_a_standby(void)
 {
-    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0) {
-        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
-        qgt_failures++;
-        return;
-    }
-    const char *src = getenv("QG_SOURCE_DIR");
-    char dir[300];
+    char dir[300], primary[16];
     snprintf(dir, sizeof dir, "%s/bouncer", top);
+    snprintf(primary, sizeof primary, "%d", port_b);
     int port = dbt_free_port();
-    if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start '%s' %d %d '%s'", src ? src : ".", dir, port,
-               port_b, pw) != 0) {
-        qgt_failures++;
+    if (!dbt_pgbouncer_start(dir, port, primary, pw))
         return;
-    }
     char url[128];
     snprintf(url, sizeof url, "127.0.0.1:%d/qg", port);
     struct qg_config cfg;
@@ -276,7 +268,7 @@ static void a_pooler_that_moved_to_a_standby(void)
     CHECK_INT(insert(m, &err), port_b);
     qg_manager_free(m);
     qg_config_free(&cfg);
-    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop '%s'", src ? src : ".", dir);
+    dbt_pgbouncer_stop(dir);
 }
 
 int main(void)
