@@ -2,8 +2,11 @@
 #ifndef QG_DBTEST_H
 #define QG_DBTEST_H
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +94,18 @@ static inline void dbt_config(struct qg_config *cfg, const char *app, const char
     }
 }
 
+/* A loopback TCP port nobody listens on now (for a pooler or proxy of a test's own). */
+static inline int dbt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 /* Runs a shell command; returns its exit status. */
 static inline int dbt_sh(const char *fmt, ...)
 {
@@ -101,6 +116,30 @@ static inline int dbt_sh(const char *fmt, ...)
     va_end(ap);
     int rc = system(cmd);
     return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+/*
+ * A PgBouncer (tests/tools/pgbouncer-ctl: transaction pooling, user qg) in dir,
+ * listening on port, in front of the server on server_port. False, counted as a
+ * failure, when it is not installed or does not start.
+ */
+static inline bool dbt_pgbouncer_start(const char *dir, int port, const char *server_port,
+                                       const char *password)
+{
+    const char *src = getenv("QG_SOURCE_DIR");
+    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0)
+        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
+    else if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start '%s' %d %s '%s'", src ? src : ".", dir,
+                    port, server_port, password) == 0)
+        return true;
+    qgt_failures++;
+    return false;
+}
+
+static inline void dbt_pgbouncer_stop(const char *dir)
+{
+    const char *src = getenv("QG_SOURCE_DIR");
+    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop '%s'", src ? src : ".", dir);
 }
 
 #endif

@@ -49,6 +49,8 @@ typedef struct qg_error {
     int statement_index;   /* which statement of a batch/transaction; -1 if none */
     bool outcome_unknown;  /* a write may or may not have been applied */
     bool cancelled;        /* the caller cancelled it (qg_run_cancel) */
+    bool unreachable;      /* no server that could run it was reached (no connection could
+                              be opened, or the server was a read-only standby): nothing ran */
     char message[512];
     char detail[512];
     char hint[256];

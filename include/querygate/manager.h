@@ -163,7 +163,10 @@ typedef qg_status (*qg_tx_fn)(qg_conn *c, void *arg, qg_error *err);
  * returns QG_OK and rolls back otherwise; the connection always goes back.
  * The whole transaction is run again (fn called again, so fn must start its
  * output afresh) after a connection failure before COMMIT was sent, and after
- * 40001/40P01, up to DB_RETRIES times with backoff. A connection lost during
+ * 40001/40P01, up to DB_RETRIES times with backoff. A read-write transaction
+ * that reaches no primary (no connection opens, or the server is a standby:
+ * err->unreachable) waits for one, trying again with backoff until
+ * DB_POOL_TIMEOUT from its start (unless DB_RETRIES is 0). A connection lost during
  * the COMMIT of a read-write transaction is never retried: QG_ERR_DB_UNAVAILABLE
  * with err->outcome_unknown set. opt may be NULL (read-write, default isolation).
  * Statements that control the transaction (BEGIN, COMMIT, SAVEPOINT, SET

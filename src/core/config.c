@@ -70,7 +70,7 @@ static const struct cf_row rows[] = {
     NUM("DB_MAX_OVERFLOW", CF_INT, max_overflow, "10", 0, 1000, "connections",
         "extra connections opened under load, closed when idle"),
     NUM("DB_POOL_TIMEOUT", CF_DOUBLE, pool_timeout_s, "30", 0, 3600, "seconds",
-        "wait this long for a free connection, then answer pool_timeout"),
+        "wait this long for a free connection (then pool_timeout), a write also for a primary (then db_unavailable)"),
     NUM("DB_POOL_RECYCLE", CF_DOUBLE, pool_recycle_s, "180", -1, 604800, "seconds",
         "replace connections older than this; -1 never"),
     NUM("DB_OVERFLOW_IDLE", CF_DOUBLE, overflow_idle_s, "5", 0, 3600, "seconds",

@@ -86,8 +86,10 @@ static qg_status connect_error(qg_manager *m, PGconn *pg, qg_error *err)
                        "could not connect to the database at %s: %s; check DATABASE_URL "
                        "and that the server is up",
                        m->ci_options->display, why);
-    if (err && !err->sqlstate[0])
+    if (err && err->status == QG_ERR_DB_UNAVAILABLE && !err->sqlstate[0]) {
         snprintf(err->sqlstate, sizeof err->sqlstate, "08001");
+        err->unreachable = true;
+    }
     return s;
 }
 
@@ -190,6 +192,39 @@ void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to)
     c->state = to;
 }
 
+
+bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours)
+{
+    if (!qgp_conn_in_scope(c) || c->tx_read_only)
+        return false;
+    const char *hot = PQparameterStatus(c->pg, "in_hot_standby");
+    if (hot && !strcmp(hot, "on"))
+        return true;
+    if (!sqlstate)
+        return false;
+    /* NOTE: in_hot_standby comes from PostgreSQL 14 on, and a pooler passes on the value
+       of the server it first met, which may since have become a standby. Our own BEGIN
+       READ WRITE fails with 0A000 only there ("during recovery"). */
+    if (ours && !strcmp(sqlstate, "0A000"))
+        return true;
+    return !strcmp(sqlstate, "25006") && !(hot && !strcmp(hot, "off"));
+}
+
+qg_status qgp_standby_error(qg_conn *c, qg_error *err)
+{
+    qgp_conn_set_state(c, QGP_CONN_BROKEN);
+    qgp_log(c->m, QG_LOG_WARN, "a connection is on a read-only standby (after a failover?); "
+                               "it is closed and the write goes to the primary");
+    qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
+                               "the database server is a read-only standby, not the primary "
+                               "(a failover?); no primary accepted the write: list every host "
+                               "in DATABASE_URL with target_session_attrs=read-write");
+    if (err && err->status == QG_ERR_DB_UNAVAILABLE && !err->sqlstate[0]) {
+        snprintf(err->sqlstate, sizeof err->sqlstate, "25006");
+        err->unreachable = true;
+    }
+    return s;
+}
 
 bool qgp_ping_start(struct qgp_trip *t, qg_conn *c)
 {

@@ -442,6 +442,9 @@ qg_status qgp_exec_start(qg_conn *c, size_t n, const char *const *sql,
             return qg_error_set(err, QG_ERR_INVALID_REQUEST, "statement %zu has no SQL text", i);
     if (qgp_conn_broken(c))
         return qgp_conn_lost(c, err, "starting the statement");
+    /* Nothing was sent yet: BEGIN travels with the first statement. */
+    if (c->state == QGP_CONN_BEGIN && qgp_conn_standby(c, NULL, false))
+        return qgp_standby_error(c, err);
     if (c->state == QGP_CONN_ENDED)
         return qg_error_set(err, QG_ERR_INTERNAL,
                             "a statement after the one marked last in its transaction");

@@ -143,9 +143,18 @@ struct qg_manager {
 
 /* retry.c */
 void qgp_backoff_sleep(double base_s, int attempt);
-/* After try number attempt (0-based) failed with s: the backoff before the next try,
-   counted and logged, or -1 when the contract does not let it run again. */
-double qgp_retry_delay(qg_manager *m, int attempt, qg_status s, const qg_error *e);
+/* A transaction's tries so far, for qgp_retry_delay. */
+struct qgp_tries {
+    int failed;          /* tries that failed in a way DB_RETRIES counts */
+    int waits;           /* tries of a write that reached no primary */
+    double deadline;     /* a write waits for a primary until then (qg_now()) */
+    bool write;
+};
+/* Before the first try of a transaction (read_only: its mode). */
+void qgp_tries_init(struct qgp_tries *t, const qg_manager *m, bool read_only);
+/* A try failed with s: the backoff before the next try, counted and logged, or -1 when
+   the contract does not let it run again. */
+double qgp_retry_delay(qg_manager *m, struct qgp_tries *t, qg_status s, const qg_error *e);
 /* A transaction's last status as its caller sees it (our own shutdown's cancel is
    shutting_down, not statement_timeout). */
 qg_status qgp_tx_outcome(qg_manager *m, qg_status s, qg_error *e);
@@ -170,6 +179,13 @@ bool qgp_conn_ping(qg_conn *c, double timeout_s);
 bool qgp_conn_alive(qg_conn *c);
 /* The error for a connection that failed (PQerrorMessage), as db_unavailable. */
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
+/* True when c, inside a read-write transaction scope, is on a server that cannot write:
+   in_hot_standby is on, or it refused a statement with sqlstate 25006 (may be NULL)
+   and does not say that it is no standby, or one of our own commands (ours) with 0A000. */
+bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours);
+/* c is on a standby: it is never reused, and the write is to run again on the primary
+   (db_unavailable, err->unreachable: the server refused it, so it did not run). */
+qg_status qgp_standby_error(qg_conn *c, qg_error *err);
 
 /* Moves c to state `to` (a broken connection stays broken). */
 void qgp_conn_set_state(qg_conn *c, enum qgp_conn_state to);

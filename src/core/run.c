@@ -50,7 +50,7 @@ struct qg_run {
     qg_loop_timer *timer;    /* pool timeout, retry backoff, re-sent cancel */
     struct qgp_exec *x;
     struct qgp_trip trip;    /* RUN_PINGING, RUN_FINISHING, RUN_CLEANING */
-    int attempt;
+    struct qgp_tries tries;
     qg_status s;             /* this attempt's status, in e */
     qg_error e;
     bool cancel;             /* the caller left (qg_run_cancel) */
@@ -157,12 +157,11 @@ static void finish(qg_run *r, bool later)
 static void attempt_over(qg_run *r)
 {
     /* NOTE: rows that went out cannot be taken back: a stream is retried only before. */
-    double delay = r->cancel || r->streamed ? -1 : qgp_retry_delay(r->m, r->attempt, r->s, &r->e);
+    double delay = r->cancel || r->streamed ? -1 : qgp_retry_delay(r->m, &r->tries, r->s, &r->e);
     if (delay < 0) {
         finish(r, false);
         return;
     }
-    r->attempt++;
     set_state(r, RUN_BACKOFF);
     qg_loop_timer_at(r->timer, qg_now() + delay);
 }
@@ -575,6 +574,7 @@ static bool run_begin(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec,
     r->loop = l;
     r->m = m;
     r->tx = spec->tx;
+    qgp_tries_init(&r->tries, m, spec->tx.read_only);
     r->numbers_as_strings = spec->numbers_as_strings;
     r->prepare = spec->prepare;
     r->done = done;

@@ -13,6 +13,8 @@ qg_status qgp_server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res, q
         return qgp_conn_lost(c, err, doing);
     if (qgp_result_fatal(res))
         qgp_conn_set_state(c, QGP_CONN_BROKEN);
+    else if (qgp_conn_standby(c, PQresultErrorField(res, PG_DIAG_SQLSTATE), !ps))
+        return qgp_standby_error(c, err); /* refused, so it did not run */
     qg_status s = qgp_error_from_result(err, res);
     if (err && err->position && ps)
         err->position = qgp_sql_map_position(ps, err->position);

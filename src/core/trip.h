@@ -97,7 +97,8 @@ void qgp_trip_free(struct qgp_trip *t);
 
 /* True for an answer that PQgetResult would repeat forever (a COPY). */
 bool qgp_endless(const PGresult *res);
-/* The error for a server's error result, mapped to the caller's SQL where ps is given. */
+/* The error for a server's error result, mapped to the caller's SQL where ps is given
+   (NULL: the statement was one of our own commands). */
 qg_status qgp_server_error(qg_conn *c, const qgp_sql *ps, const PGresult *res, qg_error *err,
                            const char *doing);
 

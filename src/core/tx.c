@@ -102,10 +102,12 @@ qg_status qg_transaction(qg_manager *m, const struct qg_tx_options *opt, qg_tx_f
     qg_error e;
     qg_status s;
     double delay;
-    for (int n = 0;; n++) {
+    struct qgp_tries tries;
+    qgp_tries_init(&tries, m, opt->read_only);
+    for (;;) {
         qg_error_clear(&e);
         s = attempt(m, opt, fn, arg, &e);
-        if ((delay = qgp_retry_delay(m, n, s, &e)) < 0)
+        if ((delay = qgp_retry_delay(m, &tries, s, &e)) < 0)
             break;
         qgp_sleep(delay);
     }

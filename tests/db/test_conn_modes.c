@@ -40,36 +40,16 @@ static void ssl_required(void)
     qg_config_free(&cfg);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void behind_pgbouncer(void)
 {
-    if (dbt_sh("command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer") != 0) {
-        fprintf(stderr, "pgbouncer is not installed (scripts/deps test installs it)\n");
-        qgt_failures++;
-        return;
-    }
     char password[128] = "", server_port[16] = "";
     const char *url = qgt_database_url();
     CHECK(sscanf(url, "postgresql://qg:%127[^@]@127.0.0.1:%15[0-9]/", password, server_port) == 2);
-    const char *tools = getenv("QG_SOURCE_DIR");
     char dir[] = "/tmp/qgt-bouncer.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    int port = free_port();
-    if (dbt_sh("'%s/tests/tools/pgbouncer-ctl' start %s %d %s '%s'", tools ? tools : ".", dir, port,
-               server_port, password) != 0) {
-        qgt_failures++;
+    int port = dbt_free_port();
+    if (!dbt_pgbouncer_start(dir, port, server_port, password))
         return;
-    }
     char env_url[512];
     snprintf(env_url, sizeof env_url, "DATABASE_URL=postgresql://qg:%s@127.0.0.1:%d/qg", password, port);
 
@@ -127,7 +107,8 @@ static void behind_pgbouncer(void)
     qg_manager_free(m);
     qg_config_free(&cfg);
 
-    dbt_sh("'%s/tests/tools/pgbouncer-ctl' stop %s; rm -rf %s", tools ? tools : ".", dir, dir);
+    dbt_pgbouncer_stop(dir);
+    dbt_sh("rm -rf %s", dir);
 }
 
 /* The startup options reach a direct connection. */

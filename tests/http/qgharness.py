@@ -3,11 +3,13 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -53,6 +55,11 @@ def admin_sql(sql):
     url = os.environ.get("QG_TEST_ADMIN_URL")
     if not url:
         skip("QG_TEST_ADMIN_URL is not set; run the suite with scripts/test")
+    return psql(url, sql)
+
+
+def psql(url, sql):
+    """Runs sql with psql on url; returns stdout (unaligned, tuples only)."""
     out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
                          capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
@@ -217,14 +224,75 @@ class Server:
         return self.proc.poll() is None
 
 
-class DbProxy:
-    """A TCP proxy to the test database: cut() ends every connection at once, and with
-    plain=True (no TLS on either leg, so it can read the server's messages)
-    cut_after_commit() ends the next connection whose server says COMMIT, right after
-    that message."""
+class PgPair:
+    """A primary and its streaming standby of the test's own (scripts/pgcluster pair):
+    nodes "a" (the primary at first) and "b", in a new temporary directory. For failover
+    and replica tests; only in tests that run alone (named *_restart* / *_fault*)."""
 
-    def __init__(self, plain=False):
-        u = urllib.parse.urlsplit(database_url())
+    def __init__(self):
+        self.tool = os.environ.get("QG_TEST_PGCLUSTER")
+        if not self.tool:
+            skip("QG_TEST_PGCLUSTER is not set; run the suite with scripts/test")
+        self.top = tempfile.mkdtemp(prefix="qg-pair.")
+        os.chmod(self.top, 0o755)  # the server runs as another user when we are root
+        out = self._tool("pair", self.top, env={"QG_PG_FSYNC": "off"})
+        self.vars = dict(w.split("=", 1) for line in out.splitlines()
+                         for w in shlex.split(line)[1:])
+        self.port = {"a": int(self.vars["QG_PAIR_A_PORT"]), "b": int(self.vars["QG_PAIR_B_PORT"])}
+        with open(os.path.join(self.top, "a", "password")) as f:
+            self.password = f.read().strip()
+        self.url = self.vars["QG_PAIR_URL"]  # both nodes, target_session_attrs=read-write
+
+    def _tool(self, *args, env=None):
+        out = subprocess.run([self.tool] + list(args), capture_output=True, text=True,
+                             timeout=120, env=dict(os.environ, **(env or {})))
+        if out.returncode != 0:
+            raise RuntimeError("pgcluster %s failed: %s" % (" ".join(args), out.stderr))
+        return out.stdout
+
+    def url_for(self, *nodes, attrs=None):
+        """A URL naming nodes in that order, with target_session_attrs=attrs if given."""
+        hosts = ",".join("127.0.0.1:%d" % self.port[n] for n in nodes)
+        return "postgresql://qg:%s@%s/qg%s" % (
+            self.password, hosts, "?target_session_attrs=" + attrs if attrs else "")
+
+    def stop(self, node, mode="fast"):
+        self._tool("stop", os.path.join(self.top, node), mode)
+
+    def start(self, node):
+        self._tool("start", os.path.join(self.top, node))
+
+    def promote(self, node):
+        self._tool("promote", os.path.join(self.top, node))
+
+    def make_standby(self, node, of):
+        """node's data is replaced by a base backup of the running node `of`; it then
+        streams from it (a demoted old primary comes back this way)."""
+        self._tool("standby", os.path.join(self.top, node), os.path.join(self.top, of))
+
+    def sql(self, node, sql):
+        """Runs sql as the superuser on node; returns stdout (unaligned, tuples only)."""
+        return psql("host=%s/%s/run port=%d user=postgres dbname=qg" %
+                    (self.top, node, self.port[node]), sql)
+
+    def close(self):
+        for node in ("a", "b"):
+            try:
+                self.stop(node, "immediate")
+            except RuntimeError:
+                pass
+        subprocess.run(["rm", "-rf", self.top], check=False)
+
+
+class DbProxy:
+    """A TCP proxy to the test database (or to target_url's host): cut() ends every
+    connection at once, and with plain=True (no TLS on either leg, so it can read the
+    server's messages) cut_after_commit() ends the next connection whose server says
+    COMMIT, right after that message. Setting target (host, port) sends the connections
+    made from then on elsewhere (a virtual IP or DNS name moving after a failover)."""
+
+    def __init__(self, plain=False, target_url=None):
+        u = urllib.parse.urlsplit(target_url or database_url())
         self.target = (u.hostname, u.port or 5432)
         self.listener = socket.create_server(("127.0.0.1", 0))
         netloc = "%s@127.0.0.1:%d" % (u.netloc.rsplit("@", 1)[0], self.listener.getsockname()[1])
@@ -304,6 +372,91 @@ class DbProxy:
     def close(self):
         self.listener.close()
         self.cut()
+
+
+def post_once(conn, path, body):
+    """One POST, never repeated (an insert sent twice would hide the bug we look for)."""
+    conn.request("POST", path, body=json.dumps(body).encode(),
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, json.loads(data or b"null")
+
+
+def classify_write(status, headers, body):
+    """'ok', 'unknown' (outcome unknown), 'failed' (a contract failure) or a description of a bug."""
+    if status == 200:
+        return "ok"
+    err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+    if status != 503 or not headers.get("retry-after"):
+        return "bad %d %r" % (status, body)
+    if err.get("code") == "db_unavailable":
+        return "unknown" if err.get("outcome") == "unknown" else "failed"
+    if err.get("code") == "pool_timeout" and "outcome" not in err:
+        return "failed"
+    return "bad %d %r" % (status, body)
+
+
+class WriteLoad:
+    """Clients that insert unique keys into table through /insert, each POST sent once,
+    while faults happen; every answer is kept (its classify_write and when it came) and
+    compared to the table afterwards: none lost, none applied twice, no phantoms."""
+
+    def __init__(self, server, table, clients=16):
+        self.server, self.table = server, table
+        self.outcomes = {}  # key -> (classification, time answered)
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(n,)) for n in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _client(self, n):
+        # Without RETURNING the insert takes COMMIT along (one round trip); with it,
+        # COMMIT follows once the rows are read: both paths meet the faults.
+        sql = "INSERT INTO %s (k) VALUES (:k)%s" % (self.table, " RETURNING k" if n % 2 else "")
+        conn = self.server.connection()
+        i = 0
+        while not self.halt.is_set():
+            key = "%d-%d" % (n, i)
+            i += 1
+            try:
+                got = classify_write(*post_once(conn, "/insert", {"sql": sql, "params": {"k": key}}))
+            except (OSError, http.client.HTTPException) as e:
+                got = "bad transport %r" % e
+                conn.close()
+                conn = self.server.connection()
+            with self.lock:
+                self.outcomes[key] = (got, time.time())
+        conn.close()
+
+    def oks_after(self, t):
+        """Times of the 200 answers that came after t, in order."""
+        with self.lock:
+            return sorted(at for v, at in self.outcomes.values() if v == "ok" and at > t)
+
+    def stop(self):
+        self.halt.set()
+        for t in self.threads:
+            t.join(30)
+
+    def check_table(self, rows):
+        """rows: `SELECT k, count(*) FROM table GROUP BY k` as psql -At prints it.
+        Returns the count of each classification ("bad" for all bugs)."""
+        in_table = dict((k, int(c)) for k, c in (ln.split("|") for ln in rows.splitlines()))
+        counts = {}
+        for v, _ in self.outcomes.values():
+            counts[v if not v.startswith("bad") else "bad"] = counts.get(v, 0) + 1
+        bad = [(k, v) for k, (v, _) in self.outcomes.items() if v.startswith("bad")]
+        check(not bad, "answers outside the contract: %r" % bad[:5])
+        twice = [k for k, c in in_table.items() if c > 1]
+        check(not twice, "applied more than once: %r" % twice[:5])
+        lost = [k for k, (v, _) in self.outcomes.items() if v == "ok" and k not in in_table]
+        check(not lost, "answered 200 but not in the table: %r" % lost[:5])
+        phantom = [k for k in in_table if self.outcomes.get(k, ("?",))[0] not in ("ok", "unknown")]
+        check(not phantom, "in the table though answered as failed: %r" %
+              [(k, self.outcomes.get(k)) for k in phantom[:5]])
+        return counts
 
 
 def check(cond, what):

@@ -127,6 +127,7 @@ static void ipv6_multihost_encoding(void)
     CHECK_STR(kv(ci, "port"), "5432,5433");
     CHECK_STR(kv(ci, "target_session_attrs"), "read-write");
     CHECK(!ci->local);
+    CHECK_STR(ci->display, "postgresql://u:***@h1:5432,h2:5433/db?target_session_attrs=read-write");
     qgp_conninfo_free(ci);
 
     /* One remote host among local ones makes the set remote. */
