@@ -168,12 +168,14 @@ static void attempt_over(qg_run *r)
 
 static void release(qg_run *r)
 {
+    /* NOTE: before the wait for a cancel too: nothing of this run is in flight on the
+       socket any more, and a byte arriving there must not step a trip that is over. */
+    qg_loop_io_free(r->io);
+    r->io = NULL;
     if (r->cancels_out > 0) {
         set_state(r, RUN_RELEASING);
         return;
     }
-    qg_loop_io_free(r->io);
-    r->io = NULL;
     qg_checkin(r->m, r->c);
     r->c = NULL;
     attempt_over(r);
@@ -386,6 +388,11 @@ static void step(qg_run *r, bool readable)
 static void on_socket(void *arg, unsigned events)
 {
     qg_run *r = arg;
+    if (r->state != RUN_EXEC && r->state != RUN_PINGING && r->state != RUN_FINISHING &&
+        r->state != RUN_CLEANING) {
+        (void)qg_loop_io_set(r->io, 0); /* no trip in flight: nothing to read for */
+        return;
+    }
     const char *old = qgp_log_tag_set(r->log_tag);
     step(r, (events & (QG_LOOP_READ | QG_LOOP_HUP)) != 0);
     qgp_log_tag_set(old);

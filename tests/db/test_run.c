@@ -1,4 +1,6 @@
 /* qg_run (src/core/run.c): a transaction started from an event loop, its done back on the loop. */
+#include <unistd.h>
+
 #include "dbtest.h"
 #include "querygate/run.h"
 
@@ -326,13 +328,13 @@ static void storm_kill(void *arg)
 }
 
 /* Every run ends exactly once, whatever happens to it, and the pool is whole after. */
-static void storm(void)
+static void storm_round(unsigned seed)
 {
     struct qg_config c;
     dbt_config(&c, "qgt_run_storm", (const char *const[]){"DB_POOL_SIZE=3", "DB_MAX_OVERFLOW=2",
                                                           "DB_POOL_TIMEOUT=2", "DB_RETRIES=2",
                                                           "DB_RETRY_DELAY=0.01", NULL});
-    struct storm y = {.left = 400, .seed = 7};
+    struct storm y = {.left = 400, .seed = seed};
     qg_error err;
     qg_error_clear(&err);
     CHECK_INT(qg_manager_new(&c, &y.m, &err), QG_OK);
@@ -351,10 +353,13 @@ static void storm(void)
         struct qg_run_spec spec = {.n = 1, .sql = sql, .tx = {.read_only = i % 5 == 0 || i % 5 == 3}};
         CHECK(qg_run_start(y.l, y.m, &spec, storm_done, &args[i], &y.runs[i]));
     }
-    qg_loop_timer *ticks[40];
-    for (int k = 0; k < 40; k++) {
-        ticks[k] = qg_loop_timer_new(y.l, k % 10 == 9 ? storm_kill : storm_tick, &y);
-        qg_loop_timer_at(ticks[k], qg_now() + 0.005 * k);
+    /* NOTE: kills close to cancels: a backend ended while its run waits for the cancel
+       request to finish (before the connection may go back) makes the socket readable
+       then, with no round trip in flight. */
+    qg_loop_timer *ticks[120];
+    for (int k = 0; k < 120; k++) {
+        ticks[k] = qg_loop_timer_new(y.l, k % 3 == 2 ? storm_kill : storm_tick, &y);
+        qg_loop_timer_at(ticks[k], qg_now() + 0.002 * k);
     }
     qg_loop_run(y.l);
     for (int i = 0; i < 400; i++)
@@ -376,10 +381,96 @@ static void storm(void)
                            &r, &err), QG_OK);
         qg_result_free(r);
     }
-    for (int k = 0; k < 40; k++)
+    for (int k = 0; k < 120; k++)
         qg_loop_timer_free(ticks[k]);
     qg_loop_free(y.l);
     qg_manager_free(y.m);
+    qg_config_free(&c);
+}
+
+static void storm(void)
+{
+    storm_round(7);
+}
+
+/* ---- a socket that speaks while its run waits for a cancel to finish ------ */
+
+static void nap(void *arg)
+{
+    (void)arg;
+    usleep(400000);
+}
+
+struct quiet {
+    struct outcome o;
+    int naps_done;
+};
+
+static void nap_done(void *arg)
+{
+    struct quiet *q = arg;
+    if (++q->naps_done == 16 && q->o.called)
+        qg_loop_stop(q->o.l);
+}
+
+static void quiet_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
+{
+    struct quiet *q = arg;
+    (void)results;
+    q->o.called = true;
+    q->o.s = s;
+    q->o.err = *err;
+    if (q->naps_done == 16)
+        qg_loop_stop(q->o.l);
+}
+
+static void kill_app(void *arg)
+{
+    (void)arg;
+    CHECK(dbt_kill_backends("qgt_run_quiet") >= 1);
+}
+
+/*
+ * A run whose statement ended while its cancel request still waits for a helper
+ * thread holds its connection until the cancel is done. The backend ended then
+ * (its socket readable, no round trip in flight) must not step anything.
+ */
+static void quiet_while_releasing(void)
+{
+    struct qg_config c;
+    dbt_config(&c, "qgt_run_quiet", (const char *const[]){"DB_POOL_SIZE=1", "DB_MAX_OVERFLOW=0",
+                                                          NULL});
+    qg_manager *m;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_manager_new(&c, &m, &err), QG_OK);
+    struct quiet q = {{0}, 0};
+    struct outcome o = {0};
+    CHECK_INT(qg_loop_new(&o.l, &err), QG_OK);
+    q.o.l = o.l;
+    const char *const sql[] = {"SELECT pg_sleep(0.1) IS NULL AS slept"};
+    struct qg_run_spec spec = {.n = 1, .sql = sql, .tx = {.read_only = true}};
+    qg_run *r = NULL;
+    CHECK(qg_run_start(o.l, m, &spec, quiet_done, &q, &r));
+    /* Every helper thread busy: the cancel request waits its turn. */
+    for (int i = 0; i < 16; i++)
+        CHECK(qg_loop_offload(o.l, nap, nap_done, &q));
+    struct cancel_at ca = {r};
+    qg_loop_timer *t1 = qg_loop_timer_new(o.l, cancel_fn, &ca);
+    qg_loop_timer *t2 = qg_loop_timer_new(o.l, kill_app, NULL);
+    qg_loop_timer_at(t1, qg_now() + 0.05);
+    qg_loop_timer_at(t2, qg_now() + 0.25);
+    qg_loop_run(o.l);
+    CHECK(q.o.called);
+    CHECK_INT(q.o.s, QG_OK); /* it ended before the cancel could reach it */
+    qg_loop_timer_free(t1);
+    qg_loop_timer_free(t2);
+    qg_loop_free(o.l);
+    /* The pool notices the dead connection and opens another. */
+    qg_result *res = NULL;
+    CHECK_INT(qg_query(m, "SELECT 1 AS one", NULL, &res, &err), QG_OK);
+    qg_result_free(res);
+    qg_manager_free(m);
     qg_config_free(&c);
 }
 
@@ -633,6 +724,7 @@ int main(void)
     RUN(reconnects);
     RUN(claims_per_transaction);
     RUN(storm);
+    RUN(quiet_while_releasing);
     RUN(stream_batches);
     RUN(stream_same_json);
     RUN(stream_back_pressure);
