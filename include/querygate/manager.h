@@ -65,26 +65,17 @@ struct qg_pool_stats {
     int checked_out;     /* connections in use */
     int idle;            /* open connections waiting in the pool */
     int overflow;        /* open connections beyond size (may be negative, as in SQLAlchemy) */
-    int waiting;         /* callers waiting for a connection (qg_pool_wait_begin too) */
+    int waiting;         /* callers waiting for a connection (qg_checkout, qg_run) */
     double timeout_s;
     double recycle_s;
     unsigned long long connects; /* connections opened */
     unsigned long long recycles; /* replaced for age or a failed pre-ping */
-    unsigned long long timeouts; /* checkouts that gave up (qg_pool_wait_end too) */
+    unsigned long long timeouts; /* waits that gave up after DB_POOL_TIMEOUT */
     unsigned long long errors;   /* failed connection attempts */
     unsigned long long retries;  /* transactions run again */
     int health_connection;       /* 1 while the health check's own connection is open */
 };
 void qg_pool_stats(qg_manager *m, struct qg_pool_stats *out);
-
-/*
- * For a caller that queues for m elsewhere before qg_checkout (the HTTP
- * server's worker queue, one worker per connection): from begin to end it
- * counts in `waiting`; an end with gave_up counts in `timeouts`, as a checkout
- * that gave up would.
- */
-void qg_pool_wait_begin(qg_manager *m);
-void qg_pool_wait_end(qg_manager *m, bool gave_up);
 
 /*
  * A connection for the caller alone, waiting up to DB_POOL_TIMEOUT (FIFO).

@@ -346,19 +346,3 @@ void qg_pool_stats(qg_manager *m, struct qg_pool_stats *out)
     out->retries = atomic_load(&m->retries);
     out->health_connection = atomic_load(&m->health_open);
 }
-
-void qg_pool_wait_begin(qg_manager *m)
-{
-    pthread_mutex_lock(&m->lock);
-    m->waiting++;
-    pthread_mutex_unlock(&m->lock);
-}
-
-void qg_pool_wait_end(qg_manager *m, bool gave_up)
-{
-    pthread_mutex_lock(&m->lock);
-    m->waiting--;
-    if (gave_up)
-        m->timeouts++;
-    pthread_mutex_unlock(&m->lock);
-}

@@ -127,36 +127,6 @@ static void checkout_timeout(void)
     qg_config_free(&cfg);
 }
 
-/* Callers queued before the pool (the HTTP worker queue) count in their own pool's figures. */
-static void outside_waiters_counted(void)
-{
-    struct qg_config cfg;
-    dbt_config(&cfg, "qgt_pool_outside", NULL);
-    qg_manager *m, *role;
-    CHECK(qg_manager_new(&cfg, &m, NULL) == QG_OK);
-    CHECK(qg_manager_for_role(m, "qgt_outside_role", &role, NULL) == QG_OK);
-    qg_pool_wait_begin(m);
-    qg_pool_wait_begin(role);
-    qg_pool_wait_begin(role);
-    struct qg_pool_stats st, rst;
-    qg_pool_stats(m, &st);
-    qg_pool_stats(role, &rst);
-    CHECK_INT(st.waiting, 1);
-    CHECK_INT(rst.waiting, 2);
-    qg_pool_wait_end(role, true);
-    qg_pool_wait_end(role, false);
-    qg_pool_wait_end(m, false);
-    qg_pool_stats(m, &st);
-    qg_pool_stats(role, &rst);
-    CHECK_INT(st.waiting, 0);
-    CHECK_INT(st.timeouts, 0);
-    CHECK_INT(rst.waiting, 0);
-    CHECK_INT(rst.timeouts, 1);
-    CHECK_INT(dbt_backends("qgt_pool_outside"), 0); /* counting opens nothing */
-    qg_manager_free(m);
-    qg_config_free(&cfg);
-}
-
 struct handoff {
     qg_manager *m;
     atomic_int got;
@@ -325,7 +295,6 @@ int main(void)
     qgt_database_url();
     RUN(size_and_overflow);
     RUN(checkout_timeout);
-    RUN(outside_waiters_counted);
     RUN(waiter_gets_returned_connection);
     RUN(recycle_old_connections);
     RUN(preping_each_checkout);
