@@ -124,6 +124,21 @@ static void stream_end(qg_run *r, qg_status s)
 /* The end: done once, on the loop, never inside qg_run_start. */
 static void complete(qg_run *r)
 {
+    /* NOTE: a backstop. A run ends with its statements over and its connection back; one
+       that would end holding either (seen once under ASan at exit, path not found) gives
+       them up here, the connection closed, rather than keep a pool slot forever. */
+    if (r->x) {
+        long failed;
+        (void)qgp_exec_end(r->x, &failed);
+        r->x = NULL;
+    }
+    if (r->c) {
+        qgp_conn_set_state(r->c, QGP_CONN_BROKEN);
+        qg_loop_io_free(r->io);
+        r->io = NULL;
+        qg_checkin(r->m, r->c);
+        r->c = NULL;
+    }
     set_state(r, RUN_DONE);
     qg_status s = qgp_tx_outcome(r->m, r->s, &r->e);
     /* Only the cancel's own failure is the cancel's: a statement that failed by itself
