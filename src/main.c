@@ -118,6 +118,8 @@ static void wipe_secrets(struct qg_config *cfg)
             memset(*e + 11, '*', strlen(*e + 11));
         else if (!strncmp(*e, "DATABASE_URL=", 13))
             qg_conninfo_scrub(*e + 13);
+        else if (!strncmp(*e, "DATABASE_READ_URLS=", 19))
+            qg_conninfo_scrub(*e + 19);
 }
 
 static void reload_keys(qgh_auth *auth)

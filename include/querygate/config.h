@@ -14,10 +14,12 @@ enum qg_pooler_mode {
 };
 
 enum qg_log_format { QG_LOG_TEXT, QG_LOG_JSON };
+/* Where reads go when no replica is usable. */
+enum qg_read_fallback { QG_READ_FALLBACK_PRIMARY, QG_READ_FALLBACK_NONE };
 
 /* The headers a browser may send (OpenTelemetry's fetch instrumentation adds the last two). */
 #define QG_CORS_ALLOW_HEADERS_DEFAULT \
-    "Content-Type, Authorization, X-Request-Id, traceparent, tracestate"
+    "Content-Type, Authorization, X-Request-Id, X-Querygate-Min-LSN, traceparent, tracestate"
 enum qg_log_level { QG_LOG_DEBUG, QG_LOG_INFO, QG_LOG_WARN, QG_LOG_ERROR };
 enum qg_auth_mode { QG_AUTH_KEYS, QG_AUTH_NONE };
 
@@ -47,6 +49,12 @@ struct qg_config {
     int statement_timeout_ms;    /* PG_STATEMENT_TIMEOUT */
     int idle_tx_timeout_ms;      /* PG_IDLE_TX_TIMEOUT */
     bool echo;                   /* DB_ECHO (alias SQLALCHEMY_ECHO) */
+    /* read replicas */
+    char *read_urls;             /* DATABASE_READ_URLS: postgresql:// URIs, comma-separated */
+    int read_pool_size;          /* DB_READ_POOL_SIZE; 0: DB_POOL_SIZE */
+    int replica_max_lag_ms;      /* DB_REPLICA_MAX_LAG_MS: set a replica aside past this lag */
+    enum qg_read_fallback read_fallback; /* DB_READ_FALLBACK: primary, none */
+    int read_wait_ms;            /* DB_READ_WAIT_MS: wait for a replica with the caller's LSN */
     /* results */
     long max_result_rows;        /* MAX_RESULT_ROWS */
     long max_result_bytes;       /* MAX_RESULT_BYTES */

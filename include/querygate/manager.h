@@ -18,7 +18,8 @@ typedef struct qg_conn qg_conn; /* a checked-out connection, owned by the pool *
 
 /*
  * A manager for cfg, which must outlive it. Connects lazily: creating one
- * never touches the network. Free with qg_manager_free().
+ * never touches the network, but for the thread that watches the read
+ * replicas when DATABASE_READ_URLS is set. Free with qg_manager_free().
  */
 qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out,
                          qg_error *err) QG_MUSTCHECK;

@@ -8,6 +8,7 @@
 #include "querygate/json.h"
 #include "querygate/manager.h"
 #include "querygate/params.h"
+#include "querygate/replicas.h"
 #include "querygate/result.h"
 #include "querygate/util.h"
 

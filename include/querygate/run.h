@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include "querygate/loop.h"
 #include "querygate/manager.h"
+#include "querygate/replicas.h"
 
 typedef struct qg_run qg_run;
 
@@ -23,6 +24,10 @@ struct qg_run_spec {
     bool prepare;                    /* as qg_exec_options.prepare: prepared on first use */
     const char *log_tag;             /* what the core's log lines about this run give as
                                         qg_log_tag() (a request id); borrowed; may be NULL */
+    /* Reads (tx.read_only) run on a usable replica when m's main pool has some
+       (DATABASE_READ_URLS), else per DB_READ_FALLBACK. With min_lsn, only on one that
+       replayed it: the run waits up to DB_READ_WAIT_MS for one, then takes the primary. */
+    qg_lsn min_lsn;
 };
 
 /*
@@ -52,6 +57,13 @@ bool qg_run_start(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec, qg_
  * was called.
  */
 void qg_run_cancel(qg_run *r);
+
+/* Which kind of server ran r's last try, for done to read. */
+enum qg_served { QG_SERVED_NONE, QG_SERVED_PRIMARY, QG_SERVED_REPLICA };
+/* ... and for a replica its number in *replica (qg_replica_stats; -1 for none). */
+enum qg_served qg_run_served_by(const qg_run *r, int *replica);
+/* For done to read: a WAL position at or after a read-write run's COMMIT; 0: none. */
+qg_lsn qg_run_commit_lsn(const qg_run *r);
 
 /* Seconds r waited in the pool's line for a connection, over all its tries; for
    done to read (logs, metrics). */

@@ -31,6 +31,7 @@ enum cf_type {
 enum cf_secret {
     CF_PLAIN,    /* shown as is */
     CF_CONNINFO, /* holds a password: shown through qgp_redact_conninfo */
+    CF_URL_LIST, /* URIs separated by commas (qgp_url_list), each shown redacted */
     CF_SECRET    /* never shown: "***" when set */
 };
 
@@ -51,6 +52,7 @@ static const char *const pooler_names[] = {"auto", "on", "off", NULL};
 static const char *const sslmode_names[] = {"disable", "allow", "prefer", "require",
                                             "verify-ca", "verify-full", NULL};
 static const char *const auth_names[] = {"keys", "none", NULL};
+static const char *const read_fallback_names[] = {"primary", "none", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -101,6 +103,16 @@ static const struct cf_row rows[] = {
         "server ends a transaction idle this long; 0 none"),
     {"DB_ECHO", "SQLALCHEMY_ECHO", CF_BOOL, F(echo), "false", 0, 0, NULL, CF_PLAIN, NULL,
      "log every statement (alias SQLALCHEMY_ECHO; DB_ECHO wins)"},
+    STR("DATABASE_READ_URLS", read_urls, NULL, CF_URL_LIST,
+        "read replicas: postgresql:// URIs separated by commas; reads run there"),
+    NUM("DB_READ_POOL_SIZE", CF_INT, read_pool_size, "0", 0, 1000, "connections",
+        "connections kept open per replica; 0: DB_POOL_SIZE"),
+    NUM("DB_REPLICA_MAX_LAG_MS", CF_INT, replica_max_lag_ms, "5000", 0, 86400000, "ms",
+        "a replica replaying further behind than this is set aside"),
+    CHOICE("DB_READ_FALLBACK", CF_ENUM, read_fallback, "primary", read_fallback_names,
+           "no usable replica: reads go to the primary, or (none) answer 503"),
+    NUM("DB_READ_WAIT_MS", CF_INT, read_wait_ms, "200", 0, 60000, "ms",
+        "a read with X-Querygate-Min-LSN waits this long for a replica, then the primary"),
     NUM("MAX_RESULT_ROWS", CF_LONG, max_result_rows, "100000", 1, 1e9, "rows",
         "larger results answer result_too_large"),
     NUM("MAX_RESULT_BYTES", CF_SIZE, max_result_bytes, "67108864", 1024, 1099511627776.0,
@@ -360,6 +372,33 @@ static qg_status check_database_url(const struct qg_config *cfg, qg_error *err)
     return s;
 }
 
+/* Each replica's URI is checked the same way. */
+static qg_status check_read_urls(const struct qg_config *cfg, const char *list, qg_error *err)
+{
+    char **urls;
+    int n;
+    if (!list)
+        return QG_OK;
+    qg_status s = qgp_url_list(list, &urls, &n, err);
+    for (int i = 0; s == QG_OK && i < n; i++) {
+        struct qg_config one = *cfg;
+        one.database_url = urls[i];
+        s = check_database_url(&one, err);
+        if (s != QG_OK) {
+            char why[sizeof err->message];
+            snprintf(why, sizeof why, "%s", err->message);
+            qg_error_clear(err);
+            qg_error_set(err, s, "DATABASE_READ_URLS, replica %d: %s", i + 1, why);
+        }
+    }
+    if (s == QG_OK && n == 0)
+        s = qg_error_set(err, QG_ERR_CONFIG,
+                         "DATABASE_READ_URLS is set but lists no URI; unset it or list one "
+                         "postgresql:// URI per replica");
+    qgp_url_list_free(urls, n);
+    return s;
+}
+
 qg_status qg_config_check(const struct qg_config *cfg, qg_error *err)
 {
     if (!cfg)
@@ -374,7 +413,8 @@ qg_status qg_config_check(const struct qg_config *cfg, qg_error *err)
         return qg_error_set(err, QG_ERR_CONFIG,
                             "JWT_SECRET (value not shown) is shorter than 32 bytes; use a longer "
                             "secret (e.g. from: openssl rand -base64 32)");
-    return check_database_url(cfg, err);
+    qg_status s = check_read_urls(cfg, cfg->read_urls, err);
+    return s == QG_OK ? check_database_url(cfg, err) : s;
 }
 
 /* The value of name in envp ("NAME=value" entries), first match, or NULL. */
@@ -456,6 +496,13 @@ qg_status qg_config_set(struct qg_config *cfg, const char *name, const char *val
             return s;
         }
     }
+    if (r->secret == CF_URL_LIST && v.s) {
+        qg_status s = check_read_urls(cfg, v.s, err);
+        if (s != QG_OK) {
+            free(v.s);
+            return s;
+        }
+    }
     store(cfg, r, v);
     return QG_OK;
 }
@@ -520,6 +567,34 @@ static void put_word(qg_buf *b, const char *s)
     qg_buf_putc(b, '"');
 }
 
+/* Every URI redacted; a list that does not split is not shown at all. */
+static void put_url_list(qg_buf *b, const char *list)
+{
+    char **urls;
+    int n;
+    qg_error err;
+    if (qgp_url_list(list, &urls, &n, &err) != QG_OK) {
+        qg_buf_puts(b, "***");
+        return;
+    }
+    qg_buf joined;
+    qg_buf_init(&joined);
+    for (int i = 0; i < n; i++) {
+        char *red = qgp_redact_conninfo(urls[i]);
+        if (!red)
+            b->oom = true;
+        qg_buf_printf(&joined, "%s%s", i ? "," : "", red ? red : "");
+        free(red);
+    }
+    char *s = qg_buf_steal(&joined, NULL);
+    if (!s)
+        b->oom = true;
+    else
+        put_word(b, s);
+    free(s);
+    qgp_url_list_free(urls, n);
+}
+
 static void describe_row(qg_buf *b, const struct qg_config *cfg, const struct cf_row *r)
 {
     const void *p = (const char *)cfg + r->offset;
@@ -550,6 +625,8 @@ static void describe_row(qg_buf *b, const struct qg_config *cfg, const struct cf
             else
                 put_word(b, red);
             free(red);
+        } else if (r->secret == CF_URL_LIST) {
+            put_url_list(b, s);
         } else {
             put_word(b, s);
         }

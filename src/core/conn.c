@@ -120,6 +120,25 @@ static void notice_to_log(void *arg, const char *message)
     qgp_log(arg, QG_LOG_DEBUG, "server notice: %.900s", message);
 }
 
+/* A pool whose URL names several hosts says when its connections start reaching another:
+   for the primary's pool, a failover followed. */
+static void note_server(qg_manager *m, PGconn *pg)
+{
+    char now[96], was[96] = "";
+    snprintf(now, sizeof now, "%s:%s", PQhost(pg), PQport(pg));
+    pthread_mutex_lock(&m->lock);
+    bool moved = strcmp(m->server, now) != 0;
+    if (moved) {
+        snprintf(was, sizeof was, "%s", m->server);
+        snprintf(m->server, sizeof m->server, "%s", now);
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (moved && *was)
+        qgp_log(m, QG_LOG_WARN, "%s connections now reach %s (was %s)%s",
+                m->replica_of ? "a replica's" : "the primary's", now, was,
+                m->replica_of ? "" : ": a failover was followed");
+}
+
 qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
 {
     *out = NULL;
@@ -135,6 +154,7 @@ qg_status qgp_conn_open(qg_manager *m, qg_conn **out, qg_error *err)
         PQfinish(pg);
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory opening a connection");
     }
+    note_server(m, pg);
     c->pg = pg;
     c->m = m;
     c->pooler = pooler;

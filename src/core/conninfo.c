@@ -547,3 +547,65 @@ void qg_conninfo_scrub(char *conninfo)
     if (!redact(&o, conninfo))
         memset(conninfo, '*', strlen(conninfo));
 }
+
+/* The length of a postgresql:// or postgres:// prefix, else 0. */
+static size_t pg_uri_prefix(const char *s)
+{
+    if (!strncmp(s, "postgresql://", 13))
+        return 13;
+    return strncmp(s, "postgres://", 11) ? 0 : 11;
+}
+
+void qgp_url_list_free(char **urls, int n)
+{
+    for (int i = 0; urls && i < n; i++)
+        free(urls[i]);
+    free(urls);
+}
+
+qg_status qgp_url_list(const char *list, char ***urls, int *n, qg_error *err)
+{
+    *urls = NULL;
+    *n = 0;
+    char **out = NULL;
+    int count = 0;
+    const char *p = list;
+    while (p && *p) {
+        p += strspn(p, " \t");
+        if (!*p)
+            break;
+        if (!pg_uri_prefix(p)) {
+            char *shown = qgp_redact_conninfo(p);
+            qg_error_set(err, QG_ERR_CONFIG,
+                         "DATABASE_READ_URLS: \"%.80s\" is not a postgresql:// URI; list one "
+                         "URI per replica, separated by commas", shown ? shown : "?");
+            free(shown);
+            qgp_url_list_free(out, count);
+            return QG_ERR_CONFIG;
+        }
+        const char *end = p + pg_uri_prefix(p);
+        while (*end) {
+            if (*end == ',') {
+                const char *next = end + 1 + strspn(end + 1, " \t");
+                if (pg_uri_prefix(next) || !*next)
+                    break;
+            }
+            end++;
+        }
+        size_t len = (size_t)(end - p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        char **grown = realloc(out, sizeof *out * (size_t)(count + 1));
+        char *one = grown ? strndup(p, len) : NULL;
+        if (!one) {
+            qgp_url_list_free(grown ? grown : out, count);
+            return qg_error_set(err, QG_ERR_INTERNAL, "out of memory reading DATABASE_READ_URLS");
+        }
+        out = grown;
+        out[count++] = one;
+        p = *end ? end + 1 : end;
+    }
+    *urls = out;
+    *n = count;
+    return QG_OK;
+}

@@ -164,6 +164,15 @@ char *qgp_session_settings_sql(const struct qg_config *cfg);
 /* True when host (a libpq host value) is loopback or a unix-socket path. */
 bool qgp_host_is_local(const char *host);
 
+/*
+ * DATABASE_READ_URLS split into its URIs. NOTE: a multi-host URI has commas of
+ * its own, so an entry ends only where the next begins with postgresql:// or
+ * postgres://. On QG_OK *urls holds *n malloc'd strings (qgp_url_list_free);
+ * QG_ERR_CONFIG when an entry is not such a URI (err names it, redacted).
+ */
+qg_status qgp_url_list(const char *list, char ***urls, int *n, qg_error *err) QG_MUSTCHECK;
+void qgp_url_list_free(char **urls, int n);
+
 /* A copy of a URI or key=value string with the password replaced by ***. malloc'd. */
 char *qgp_redact_conninfo(const char *conninfo);
 

@@ -58,7 +58,12 @@ static qg_status create(const struct qg_config *cfg, const char *role, qg_manage
 
 qg_status qg_manager_new(const struct qg_config *cfg, qg_manager **out, qg_error *err)
 {
-    return create(cfg, NULL, out, err);
+    qg_status s = create(cfg, NULL, out, err);
+    if (s == QG_OK && cfg->read_urls && (s = qgp_replicas_new(*out, err)) != QG_OK) {
+        qg_manager_free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 qg_status qg_manager_for_role(qg_manager *m, const char *role, qg_manager **out, qg_error *err)
@@ -85,6 +90,7 @@ qg_status qg_manager_for_role(qg_manager *m, const char *role, qg_manager **out,
             }
             if (s == QG_OK) {
                 qg_manager_set_log(child, m->log_fn, m->log_arg);
+                child->parent = m;
                 grown[m->nroles++].m = child;
                 *out = child;
             }
@@ -98,6 +104,7 @@ void qg_manager_set_log(qg_manager *m, qg_log_fn fn, void *arg)
 {
     m->log_fn = fn;
     m->log_arg = arg;
+    qgp_replicas_set_log(m, fn, arg);
 }
 
 /* Waits until every lent connection is back or the deadline passes; lock held. */
@@ -120,6 +127,7 @@ void qg_manager_shutdown(qg_manager *m, double grace_s)
     for (int i = 0; i < m->nroles; i++)
         qg_manager_shutdown(m->roles[i].m, grace_s);
     pthread_mutex_unlock(&m->roles_lock);
+    qgp_replicas_shutdown(m, grace_s);
     pthread_mutex_lock(&m->lock);
     m->shutting_down = true;
     qgp_pool_cancel_waiters_locked(m);
@@ -139,6 +147,7 @@ void qg_manager_free(qg_manager *m)
     if (!m)
         return;
     qg_manager_shutdown(m, 0);
+    qgp_replicas_free(m);
     for (int i = 0; i < m->nroles; i++) {
         qg_manager_free(m->roles[i].m);
         free(m->roles[i].role);

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "core_private.h"
+#include "querygate/replicas.h"
 
 /* How a trip ends a transaction (reset.c): after it, the session is reset. */
 enum qgp_end { QGP_END_COMMIT, QGP_END_ROLLBACK, QGP_END_NONE };
@@ -85,6 +86,7 @@ struct qg_conn {
     char begin_sql[96];  /* sent with the first statement (state QGP_CONN_BEGIN) */
     bool tx_read_only;
     const char *claims;  /* for request.jwt.claims, sent with begin_sql; borrowed */
+    qg_lsn commit_lsn;   /* a WAL position at or after the scope's COMMIT (reset.c); 0: none */
 };
 
 /* A caller waiting for a connection; served strictly in arrival order. */
@@ -126,6 +128,10 @@ struct qg_manager {
 
     /* Pools that log in as a database role, made on first use (qg_manager_for_role). */
     char *role;                 /* NULL for the main pool */
+    qg_manager *parent;         /* a role pool's main pool, else NULL */
+    struct qgp_replicas *replicas; /* the main pool's read replicas (replicas.c), or NULL */
+    qg_manager *replica_of;     /* a replica's pool: the primary's main pool, else NULL */
+    char server[96];            /* host:port its last connection reached (under lock) */
     pthread_mutex_t roles_lock;
     struct qgp_role_pool { char *role; qg_manager *m; } *roles;
     int nroles;
@@ -140,6 +146,26 @@ struct qg_manager {
     PGconn *health_pg;          /* dedicated: a probe never waits for the pool */
     atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
+
+/* replicas.c (m: any pool; its main pool's replicas count) */
+qg_status qgp_replicas_new(qg_manager *m, qg_error *err) QG_MUSTCHECK;
+void qgp_replicas_shutdown(qg_manager *m, double grace_s);
+void qgp_replicas_free(qg_manager *m);
+void qgp_replicas_set_log(qg_manager *m, qg_log_fn fn, void *arg);
+/* True when reads of m may go to replicas. */
+bool qgp_replicas_for(const qg_manager *m);
+/* The usable replica with the fewest connections in use (and waiters) that has replayed
+   min_lsn (0: any), other than skip; -1 when none. *short_lsn: some usable one has not
+   replayed min_lsn yet (waiting may help). */
+int qgp_replica_pick(qg_manager *m, qg_lsn min_lsn, int skip, bool *short_lsn);
+/* Replica i's pool for m's role; NULL when out of memory. Borrowed. */
+qg_manager *qgp_replica_pool(qg_manager *m, int i);
+/* A read on replica i failed for want of the server (e): set aside until the monitor
+   reaches it again. */
+void qgp_replica_failed(qg_manager *m, int i, const qg_error *e);
+/* A read starts (on) or stops waiting for a replica to replay its LSN: the monitor asks
+   the replicas every few milliseconds while any waits. */
+void qgp_replicas_want_lsn(qg_manager *m, bool on);
 
 /* retry.c */
 void qgp_backoff_sleep(double base_s, int attempt);

@@ -36,6 +36,16 @@ static const char *const write_reset[] = {
     "SELECT pg_catalog.pg_advisory_unlock_all(), count(*) = 0 "                            \
     "FROM pg_catalog.pg_prepared_statement() WHERE from_sql"
 
+/*
+ * After a read-write COMMIT the audit also tells where the WAL is, for
+ * read-your-writes. NOTE: the insert position, not pg_current_wal_lsn(): with
+ * synchronous_commit off the commit record may not be written out yet.
+ */
+#define AUDIT_COMMIT_SQL                                                                   \
+    "SELECT pg_catalog.pg_advisory_unlock_all(), count(*) = 0, "                           \
+    "pg_catalog.pg_current_wal_insert_lsn() "                                              \
+    "FROM pg_catalog.pg_prepared_statement() WHERE from_sql"
+
 void qgp_end_queue(struct qgp_trip *t, enum qgp_end end)
 {
     t->end = end;
@@ -44,7 +54,8 @@ void qgp_end_queue(struct qgp_trip *t, enum qgp_end end)
         qgp_trip_text(t, QGP_PART_END, end == QGP_END_COMMIT ? "COMMIT" : "ROLLBACK");
     for (size_t i = 0; !t->c->tx_read_only && i < NWRITE_RESET; i++)
         qgp_trip_text(t, QGP_PART_RESET, write_reset[i]);
-    qgp_trip_text(t, QGP_PART_AUDIT, AUDIT_SQL);
+    bool write_commit = end == QGP_END_COMMIT && !t->c->tx_read_only;
+    qgp_trip_text(t, QGP_PART_AUDIT, write_commit ? AUDIT_COMMIT_SQL : AUDIT_SQL);
 }
 
 /* A result of COMMIT or ROLLBACK. */
@@ -80,8 +91,12 @@ void qgp_end_take(struct qgp_trip *t, const struct qgp_part *p, const PGresult *
     ExecStatusType st = PQresultStatus(res);
     if (p->kind == QGP_PART_END)
         take_end(t, res);
-    else if (p->kind == QGP_PART_AUDIT && st == PGRES_TUPLES_OK && PQntuples(res) == 1)
+    else if (p->kind == QGP_PART_AUDIT && st == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         t->audited = !strcmp(PQgetvalue(res, 0, 1), "t");
+        const char *lsn = PQnfields(res) == 3 ? PQgetvalue(res, 0, 2) : "";
+        if (!qg_lsn_parse(lsn, strlen(lsn), &t->c->commit_lsn))
+            t->c->commit_lsn = 0;
+    }
     else if (st == PGRES_PIPELINE_ABORTED)
         t->reset_skipped = true;
     else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)

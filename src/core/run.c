@@ -19,6 +19,7 @@
  */
 enum run_state {
     RUN_STARTING,   /* made; its first attempt begins */
+    RUN_LSN_WAIT,   /* a read waits for a replica to replay its min_lsn; the timer looks again */
     RUN_WAITING,    /* in the pool's line; the timer is DB_POOL_TIMEOUT */
     RUN_OPENING,    /* a helper thread opens a connection in the slot it was given */
     RUN_PINGING,    /* the idle connection it got answers a ping before use */
@@ -34,7 +35,15 @@ enum run_state {
 struct qg_run {
     enum run_state state;
     qg_loop *loop;
-    qg_manager *m;
+    qg_manager *home;        /* the pool the caller gave (the primary's, maybe a role's) */
+    qg_manager *m;           /* this try's pool: home, or a replica's */
+    int replica;             /* this try's replica, or -1 */
+    int skip;                /* a replica a read failed on: not tried again, or -1 */
+    enum qg_served served;
+    qg_lsn min_lsn;
+    double lsn_until;        /* a read waits for its min_lsn until then */
+    bool lsn_waiting;        /* counted in qgp_replicas_want_lsn */
+    qg_lsn commit_lsn;
     size_t n;
     const char **sql;
     const qg_params **params;
@@ -121,9 +130,17 @@ static void stream_end(qg_run *r, qg_status s)
     r->cb.end(r->arg, s, s == QG_OK ? qg_result_row_count(r->results[0]) : 0, &r->e);
 }
 
+static void lsn_wait_end(qg_run *r)
+{
+    if (r->lsn_waiting)
+        qgp_replicas_want_lsn(r->home, false);
+    r->lsn_waiting = false;
+}
+
 /* The end: done once, on the loop, never inside qg_run_start. */
 static void complete(qg_run *r)
 {
+    lsn_wait_end(r);
     /* NOTE: a backstop. A run ends with its statements over and its connection back; one
        that would end holding either (seen once under ASan at exit, path not found) gives
        them up here, the connection closed, rather than keep a pool slot forever. */
@@ -171,6 +188,15 @@ static void finish(qg_run *r, bool later)
 /* The attempt is over and the connection is back (or none was had): again, or the end. */
 static void attempt_over(qg_run *r)
 {
+    /* NOTE: a read is safe to run again: a replica that failed it costs one more try,
+       elsewhere, at once. */
+    if (r->replica >= 0 && r->s == QG_ERR_DB_UNAVAILABLE && r->skip < 0 && !r->cancel &&
+        !r->streamed) {
+        qgp_replica_failed(r->home, r->replica, &r->e);
+        r->skip = r->replica;
+        attempt(r);
+        return;
+    }
     /* NOTE: rows that went out cannot be taken back: a stream is retried only before. */
     double delay = r->cancel || r->streamed ? -1 : qgp_retry_delay(r->m, &r->tries, r->s, &r->e);
     if (delay < 0) {
@@ -191,6 +217,8 @@ static void release(qg_run *r)
         set_state(r, RUN_RELEASING);
         return;
     }
+    if (r->s == QG_OK && r->c->commit_lsn)
+        r->commit_lsn = r->c->commit_lsn;
     qg_checkin(r->m, r->c);
     r->c = NULL;
     attempt_over(r);
@@ -520,10 +548,58 @@ static void wake(struct qgp_waiter *w)
     (void)qg_loop_post(r->loop, served_later, r);
 }
 
+/* NOTE: replicas report where they are every few milliseconds while a read waits. */
+#define LSN_POLL_S 0.005
+
+/*
+ * Which server this try runs on: a read on a usable replica when there are
+ * some, else on the primary per DB_READ_FALLBACK. False when the run waits for
+ * a replica to replay its min_lsn (RUN_LSN_WAIT) or has ended.
+ */
+static bool choose(qg_run *r)
+{
+    r->m = r->home;
+    r->replica = -1;
+    r->served = QG_SERVED_PRIMARY;
+    if (!r->tx.read_only || !qgp_replicas_for(r->home))
+        return true;
+    bool short_lsn;
+    int i = qgp_replica_pick(r->home, r->min_lsn, r->skip, &short_lsn);
+    qg_manager *pool = i >= 0 ? qgp_replica_pool(r->home, i) : NULL;
+    if (pool) {
+        lsn_wait_end(r);
+        r->m = pool;
+        r->replica = i;
+        r->served = QG_SERVED_REPLICA;
+        return true;
+    }
+    if (short_lsn && qg_now() < r->lsn_until) {
+        if (!r->lsn_waiting)
+            qgp_replicas_want_lsn(r->home, true);
+        r->lsn_waiting = true;
+        set_state(r, RUN_LSN_WAIT);
+        qg_loop_timer_at(r->timer, qg_now() + LSN_POLL_S);
+        return false;
+    }
+    lsn_wait_end(r);
+    /* Replicas behind the caller's LSN: the primary has it. None usable: the fallback. */
+    if (!short_lsn && r->home->cfg->read_fallback == QG_READ_FALLBACK_NONE) {
+        r->served = QG_SERVED_NONE;
+        r->s = qg_error_set(&r->e, QG_ERR_DB_UNAVAILABLE,
+                            "no read replica is usable and DB_READ_FALLBACK=none keeps reads "
+                            "off the primary; retry later");
+        finish(r, false);
+        return false;
+    }
+    return true;
+}
+
 static void attempt(qg_run *r)
 {
     qg_error_clear(&r->e);
     r->s = QG_OK;
+    if (!choose(r))
+        return;
     r->w.wake = wake;
     r->s = qgp_pool_take(r->m, &r->w, &r->e);
     if (r->s != QG_OK) {
@@ -555,6 +631,7 @@ static void timer_over(qg_run *r)
         }
         return; /* else served meanwhile: served_later is on its way */
     case RUN_BACKOFF:
+    case RUN_LSN_WAIT:
         attempt(r);
         return;
     case RUN_EXEC:
@@ -594,7 +671,10 @@ static bool run_begin(qg_loop *l, qg_manager *m, const struct qg_run_spec *spec,
     if (spec->params)
         memcpy(r->params, spec->params, r->n * sizeof *r->params);
     r->loop = l;
-    r->m = m;
+    r->home = r->m = m;
+    r->replica = r->skip = -1;
+    r->min_lsn = spec->min_lsn;
+    r->lsn_until = qg_now() + m->cfg->read_wait_ms / 1000.0;
     r->tx = spec->tx;
     qgp_tries_init(&r->tries, m, spec->tx.read_only);
     r->numbers_as_strings = spec->numbers_as_strings;
@@ -653,8 +733,12 @@ void qg_run_cancel(qg_run *r)
             finish(r, true);
         }
         return; /* else served meanwhile: start_body gives the connection back */
+    case RUN_LSN_WAIT:
+        r->s = cancelled(&r->e);
+        /* fall through */
     case RUN_BACKOFF:
         qg_loop_timer_stop(r->timer);
+        lsn_wait_end(r);
         finish(r, true);
         return;
     case RUN_EXEC:
@@ -665,6 +749,18 @@ void qg_run_cancel(qg_run *r)
     default:
         return; /* it stops at the next step, or its COMMIT is already out */
     }
+}
+
+enum qg_served qg_run_served_by(const qg_run *r, int *replica)
+{
+    if (replica)
+        *replica = r && r->served == QG_SERVED_REPLICA ? r->replica : -1;
+    return r ? r->served : QG_SERVED_NONE;
+}
+
+qg_lsn qg_run_commit_lsn(const qg_run *r)
+{
+    return r ? r->commit_lsn : 0;
 }
 
 double qg_run_pool_wait(const qg_run *r)

@@ -26,6 +26,7 @@ void qgp_tx_begin(qg_conn *c, const struct qg_tx_options *opt)
              opt->read_only ? " READ ONLY" : " READ WRITE");
     c->tx_read_only = opt->read_only;
     c->claims = opt->claims;
+    c->commit_lsn = 0;
     if (c->caller != opt->caller) {
         /* NOTE: pg_prepared_statements would show this caller the SQL another ran. */
         if (qgp_stmt_cache_forget_prepared(&c->stmts))

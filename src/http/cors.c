@@ -220,6 +220,6 @@ void qgh_cors_headers(const qgh_cors *c, const char *origin, const struct qgh_re
         add(arg, "Access-Control-Allow-Headers", rep->cors_headers);
         add(arg, "Access-Control-Max-Age", "600");
     } else {
-        add(arg, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate");
+        add(arg, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate, X-Querygate-LSN, X-Querygate-Served-By");
     }
 }

@@ -13,6 +13,13 @@ qg_status qgh_manager_for(const struct qgh_ctx *ctx, const struct qgh_call *call
     return qg_manager_for_role(ctx->m, call->who->role, out, err);
 }
 
+void qgh_call_ran(struct qgh_call *call, const qg_run *run)
+{
+    call->pool_wait_s = qg_run_pool_wait(run);
+    call->served = qg_run_served_by(run, &call->replica);
+    call->commit_lsn = qg_run_commit_lsn(run);
+}
+
 uint64_t qgh_caller(const struct qgh_call *call)
 {
     return call->who ? call->who->caller : 0;

@@ -38,6 +38,11 @@ struct qgh_call {
     qg_run *run;    /* the run in flight, set by the handler, NULL once it is done:
                        the server cancels it when the client leaves */
     double pool_wait_s; /* how long the run waited for a connection (access log, metrics) */
+    qg_lsn min_lsn;     /* X-Querygate-Min-LSN; 0: none */
+    /* What the run reports (qgh_call_ran), for the answer's headers, the log and metrics: */
+    enum qg_served served;
+    int replica;        /* the replica's number (qg_replica_stats) when served by one */
+    qg_lsn commit_lsn;  /* a read-write run's: X-Querygate-LSN */
     /* Called exactly once, on loop, when reply holds the answer (inside the
        handler too, when it answers without a run). */
     void (*finish)(struct qgh_call *call);
@@ -46,6 +51,9 @@ struct qgh_call {
        ready (or its end). */
     void (*wake)(struct qgh_call *call);
 };
+
+/* Notes what run did for call (pool wait, server, commit LSN); in its done, before the answer. */
+void qgh_call_ran(struct qgh_call *call, const qg_run *run);
 
 /* Fills call->reply; a QGH_RUNS route starts its run and calls call->finish instead. */
 typedef void (*qgh_handler)(const struct qgh_ctx *ctx, struct qgh_call *call);

@@ -117,7 +117,7 @@ void qgh_log(enum qg_log_level level, const char *fmt, ...)
 {
     if (level < log_level)
         return;
-    char msg[1024];
+    char msg[4096]; /* the configuration line is long */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -1,5 +1,6 @@
 /* Request counters and latency histograms (lock-free), and GET /metrics in Prometheus text format 0.0.4. */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +29,11 @@ struct qgh_metrics {
     atomic_ullong pwait[NBUCKETS + 1]; /* pool wait, not cumulative */
     atomic_ullong pwait_sum_ns;
     atomic_ullong stream_rows, stream_bytes;
+    int replicas;
+    atomic_ullong *served;   /* [0] the primary, [1 + i] replica i */
 };
 
-qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
+qgh_metrics *qgh_metrics_new(size_t n, const char *const *names, int replicas)
 {
     qgh_metrics *mt = calloc(1, sizeof *mt);
     if (!mt)
@@ -40,7 +43,9 @@ qgh_metrics *qgh_metrics_new(size_t n, const char *const *names)
     mt->requests = calloc(mt->n * NSTATUS, sizeof *mt->requests);
     mt->hist = calloc(mt->n * (NBUCKETS + 1), sizeof *mt->hist);
     mt->sum_ns = calloc(mt->n, sizeof *mt->sum_ns);
-    if (!mt->names || !mt->requests || !mt->hist || !mt->sum_ns) {
+    mt->replicas = replicas > 0 ? replicas : 0;
+    mt->served = calloc((size_t)mt->replicas + 1, sizeof *mt->served);
+    if (!mt->names || !mt->requests || !mt->hist || !mt->sum_ns || !mt->served) {
         qgh_metrics_free(mt);
         return NULL;
     }
@@ -58,6 +63,7 @@ void qgh_metrics_free(qgh_metrics *mt)
     free(mt->requests);
     free(mt->hist);
     free(mt->sum_ns);
+    free(mt->served);
     free(mt);
 }
 
@@ -96,6 +102,14 @@ void qgh_metrics_count(qgh_metrics *mt, size_t endpoint, int status, double seco
         if (a >= 0 && c >= 0)
             atomic_fetch_add_explicit(&mt->db_errors[a * NCLASS + c], 1, memory_order_relaxed);
     }
+}
+
+void qgh_metrics_served(qgh_metrics *mt, enum qg_served served, int replica)
+{
+    if (served == QG_SERVED_PRIMARY)
+        atomic_fetch_add_explicit(&mt->served[0], 1, memory_order_relaxed);
+    else if (served == QG_SERVED_REPLICA && replica >= 0 && replica < mt->replicas)
+        atomic_fetch_add_explicit(&mt->served[1 + replica], 1, memory_order_relaxed);
 }
 
 void qgh_metrics_pool_wait(qgh_metrics *mt, double seconds)
@@ -195,29 +209,101 @@ static void gauge(qg_buf *out, const char *name, const char *help, long long v)
     qg_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
 
-static void render_pool(qg_manager *m, qg_buf *out)
+/* One series per pool: the primary's, then each replica's (qg_replica_stats names). */
+struct pool_series {
+    int n;
+    struct qg_replica_stats *s; /* [0] the primary's pool (no name), [1 + i] replica i */
+};
+
+#define POOL_FIELD(f) offsetof(struct qg_pool_stats, f)
+static const struct {
+    const char *name, *type, *help;
+    size_t off;
+    bool ull; /* unsigned long long, else int */
+} pool_rows[] = {
+    {"querygate_pool_size", "gauge", "Configured pool size (DB_POOL_SIZE, DB_READ_POOL_SIZE).",
+     POOL_FIELD(size), false},
+    {"querygate_pool_checked_out", "gauge", "Connections in use.", POOL_FIELD(checked_out), false},
+    {"querygate_pool_idle", "gauge", "Open connections waiting in the pool.", POOL_FIELD(idle),
+     false},
+    {"querygate_pool_overflow", "gauge", "Open connections beyond the pool size.",
+     POOL_FIELD(overflow), false},
+    {"querygate_pool_waiting", "gauge", "Requests waiting for a connection.", POOL_FIELD(waiting),
+     false},
+    {"querygate_pool_connects_total", "counter", "Connections opened.", POOL_FIELD(connects), true},
+    {"querygate_pool_recycles_total", "counter",
+     "Connections replaced for age or a failed pre-ping.", POOL_FIELD(recycles), true},
+    {"querygate_pool_timeouts_total", "counter",
+     "Waits for a connection that gave up (503 pool_timeout).", POOL_FIELD(timeouts), true},
+    {"querygate_pool_errors_total", "counter", "Failed connection attempts.", POOL_FIELD(errors),
+     true},
+    {"querygate_db_retries_total", "counter", "Transactions run again.", POOL_FIELD(retries), true},
+};
+
+static void pool_labels(qg_buf *out, const struct pool_series *ps, int i)
 {
-    struct qg_pool_stats ps;
-    memset(&ps, 0, sizeof ps);
-    qg_pool_stats(m, &ps);
-    gauge(out, "querygate_pool_size", "Configured pool size (DB_POOL_SIZE).", ps.size);
-    gauge(out, "querygate_pool_checked_out", "Connections in use.", ps.checked_out);
-    gauge(out, "querygate_pool_idle", "Open connections waiting in the pool.", ps.idle);
-    gauge(out, "querygate_pool_overflow", "Open connections beyond the pool size.", ps.overflow);
-    gauge(out, "querygate_pool_waiting",
-          "Requests waiting for a connection.", ps.waiting);
-    metric(out, "querygate_pool_connects_total", "counter", "Connections opened.", ps.connects);
-    metric(out, "querygate_pool_recycles_total", "counter",
-           "Connections replaced for age or a failed pre-ping.", ps.recycles);
-    metric(out, "querygate_pool_timeouts_total", "counter",
-           "Waits for a connection that gave up (503 pool_timeout).", ps.timeouts);
-    metric(out, "querygate_pool_errors_total", "counter", "Failed connection attempts.",
-           ps.errors);
-    metric(out, "querygate_db_retries_total", "counter", "Transactions run again.", ps.retries);
+    if (i == 0) {
+        qg_buf_puts(out, "{pool=\"primary\"}");
+        return;
+    }
+    qg_buf_puts(out, "{pool=\"replica\",");
+    put_label(out, "replica", ps->s[i].name);
+    qg_buf_puts(out, "}");
+}
+
+static void render_pool(qgh_metrics *mt, qg_manager *m, qg_buf *out)
+{
+    struct pool_series ps = {.n = 1 + qg_replica_count(m)};
+    ps.s = calloc((size_t)ps.n, sizeof *ps.s);
+    if (!ps.s) {
+        out->oom = true;
+        return;
+    }
+    qg_pool_stats(m, &ps.s[0].pool);
+    for (int i = 1; i < ps.n; i++)
+        (void)qg_replica_stats(m, i - 1, &ps.s[i]);
+    for (size_t k = 0; k < sizeof pool_rows / sizeof *pool_rows; k++) {
+        qg_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", pool_rows[k].name, pool_rows[k].help,
+                      pool_rows[k].name, pool_rows[k].type);
+        for (int i = 0; i < ps.n; i++) {
+            const char *f = (const char *)&ps.s[i].pool + pool_rows[k].off;
+            qg_buf_puts(out, pool_rows[k].name);
+            pool_labels(out, &ps, i);
+            if (pool_rows[k].ull)
+                qg_buf_printf(out, " %llu\n", *(const unsigned long long *)f);
+            else
+                qg_buf_printf(out, " %d\n", *(const int *)f);
+        }
+    }
+    if (ps.n > 1) {
+        qg_buf_puts(out, "# HELP querygate_replica_usable 1 while reads may go to the replica.\n"
+                         "# TYPE querygate_replica_usable gauge\n");
+        for (int i = 1; i < ps.n; i++) {
+            qg_buf_puts(out, "querygate_replica_usable");
+            pool_labels(out, &ps, i);
+            qg_buf_printf(out, " %d\n", ps.s[i].usable);
+        }
+        qg_buf_puts(out, "# HELP querygate_replica_lag_seconds Replay lag at the last check "
+                         "(-1: unknown, no primary answered).\n"
+                         "# TYPE querygate_replica_lag_seconds gauge\n");
+        for (int i = 1; i < ps.n; i++) {
+            qg_buf_puts(out, "querygate_replica_lag_seconds");
+            pool_labels(out, &ps, i);
+            qg_buf_printf(out, " %.3f\n", ps.s[i].lag_ms < 0 ? -1 : ps.s[i].lag_ms / 1000.0);
+        }
+    }
+    qg_buf_puts(out, "# HELP querygate_requests_served_total Requests whose statements ran, by "
+                     "the pool that ran them.\n# TYPE querygate_requests_served_total counter\n");
+    for (int i = 0; i < ps.n && i <= mt->replicas; i++) {
+        qg_buf_puts(out, "querygate_requests_served_total");
+        pool_labels(out, &ps, i);
+        qg_buf_printf(out, " %llu\n", load(&mt->served[i]));
+    }
     gauge(out, "querygate_health_connection",
           "The health check's own database connection (1 after a healthy check), "
           "not part of the pool.",
-          ps.health_connection);
+          ps.s[0].pool.health_connection);
+    free(ps.s);
 }
 
 void qgh_metrics_stream(qgh_metrics *mt, long long rows, size_t bytes)
@@ -254,7 +340,7 @@ void qgh_metrics_render(qgh_metrics *mt, qg_manager *m, qg_buf *out)
 {
     render_requests(mt, out);
     render_histograms(mt, out);
-    render_pool(m, out);
+    render_pool(mt, m, out);
     render_db_errors(mt, out);
     render_streams(mt, out);
     qg_buf_puts(out, "# HELP querygate_build_info The running version.\n"

@@ -14,6 +14,46 @@ static double json_finite(double v)
     return isfinite(v) ? v : -1;
 }
 
+/* Appends "replicas":[...]: each replica's state, with its pool's figures when pool. */
+static void replicas_json(const struct qgh_ctx *ctx, qg_buf *out, bool pool)
+{
+    qg_buf_puts(out, "\"replicas\":[");
+    int n = qg_replica_count(ctx->m);
+    for (int i = 0; i < n; i++) {
+        struct qg_replica_stats rs;
+        if (!qg_replica_stats(ctx->m, i, &rs))
+            continue;
+        qg_buf_puts(out, i ? ",{\"url\":" : "{\"url\":");
+        qg_buf_json_string(out, rs.url, strlen(rs.url));
+        qg_buf_puts(out, ",\"name\":");
+        qg_buf_json_string(out, rs.name, strlen(rs.name));
+        qg_buf_printf(out, ",\"usable\":%s,\"lag_ms\":", rs.usable ? "true" : "false");
+        if (rs.lag_ms < 0)
+            qg_buf_puts(out, "null");
+        else
+            qg_buf_printf(out, "%.0f", rs.lag_ms);
+        char lsn[QG_LSN_BUF];
+        qg_lsn_format(rs.replay_lsn, lsn);
+        qg_buf_puts(out, ",\"replay_lsn\":");
+        if (rs.replay_lsn)
+            qg_buf_json_string(out, lsn, strlen(lsn));
+        else
+            qg_buf_puts(out, "null");
+        if (!rs.usable) {
+            qg_buf_puts(out, ",\"why\":");
+            qg_buf_json_string(out, rs.why, strnlen(rs.why, sizeof rs.why));
+        }
+        if (pool)
+            qg_buf_printf(out,
+                          ",\"checked_out\":%d,\"idle\":%d,\"waiting\":%d,\"timeouts\":%llu,"
+                          "\"errors\":%llu,\"connects\":%llu",
+                          rs.pool.checked_out, rs.pool.idle, rs.pool.waiting, rs.pool.timeouts,
+                          rs.pool.errors, rs.pool.connects);
+        qg_buf_puts(out, "}");
+    }
+    qg_buf_puts(out, "]");
+}
+
 /* Appends the /pool object. */
 static void pool_json(const struct qgh_ctx *ctx, qg_buf *out)
 {
@@ -27,9 +67,11 @@ static void pool_json(const struct qgh_ctx *ctx, qg_buf *out)
                    json_finite(ps.timeout_s), json_finite(ps.recycle_s));
     qg_buf_printf(out,
                    "\"connects\":%llu,\"recycles\":%llu,\"timeouts\":%llu,\"errors\":%llu,"
-                   "\"retries\":%llu,\"health_connection\":%d}",
+                   "\"retries\":%llu,\"health_connection\":%d,",
                    ps.connects, ps.recycles, ps.timeouts, ps.errors, ps.retries,
                    ps.health_connection);
+    replicas_json(ctx, out, true);
+    qg_buf_puts(out, "}");
 }
 
 /*
@@ -51,6 +93,8 @@ static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
         qg_buf_puts(&b, "{\"status\":\"unhealthy\",\"error\":");
         const char *e = h->error[0] ? h->error : "the database check failed";
         qg_buf_json_string(&b, e, strnlen(e, sizeof h->error));
+        qg_buf_puts(&b, ",");
+        replicas_json(ctx, &b, false);
         qg_buf_puts(&b, "}");
         qgh_reply_json(call->reply, 503, &b);
         return;
@@ -59,6 +103,8 @@ static void answer_health(const struct qgh_ctx *ctx, struct qgh_call *call,
                        "\"pool\":",
                    h->connection_count, json_finite(h->latency_ms));
     pool_json(ctx, &b);
+    qg_buf_puts(&b, ",");
+    replicas_json(ctx, &b, false);
     qg_buf_puts(&b, "}");
     qgh_reply_json(call->reply, 200, &b);
 }

@@ -100,7 +100,7 @@ static void run_done(void *arg, qg_status s, qg_result **results, const qg_error
 {
     struct run *r = arg;
     struct qgh_call *call = r->call;
-    call->pool_wait_s = qg_run_pool_wait(call->run);
+    qgh_call_ran(call, call->run);
     call->run = NULL;
     qg_error cerr;
     qg_error_clear(&cerr);
@@ -144,6 +144,7 @@ static void start(const struct qgh_ctx *ctx, struct run *r)
         .numbers_as_strings = r->st.numbers_as_strings,
         .prepare = r->prepare,
         .log_tag = call->request_id,
+        .min_lsn = call->min_lsn,
     };
     qg_manager *m = NULL;
     qg_status s = r->sql ? qgh_manager_for(ctx, call, &m, &err)

@@ -46,7 +46,7 @@ static void tx_done(void *arg, qg_status s, qg_result **results, const qg_error 
 {
     struct tx_run *t = arg;
     struct qgh_call *call = t->call;
-    call->pool_wait_s = qg_run_pool_wait(call->run);
+    qgh_call_ran(call, call->run);
     call->run = NULL;
     if (s == QG_OK) {
         qg_buf b;
@@ -99,7 +99,7 @@ void qgh_route_transaction(const struct qgh_ctx *ctx, struct qgh_call *call)
     t->tx.opt.claims = qgh_claims(call);
     struct qg_run_spec spec = {.n = n, .sql = t->sql, .params = t->params, .tx = t->tx.opt,
                                .numbers_as_strings = t->tx.numbers_as_strings,
-                               .log_tag = call->request_id};
+                               .log_tag = call->request_id, .min_lsn = call->min_lsn};
     qg_manager *m = NULL;
     s = t->sql && t->params
             ? qgh_manager_for(ctx, call, &m, &err)

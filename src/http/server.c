@@ -113,8 +113,10 @@ static void count_and_log(qg_server *s, struct request *r)
     if (rep->status == 500)
         qgh_log(QG_LOG_ERROR, "internal error in %s %s (request %s): %s", r->method, r->path,
                 r->request_id, rep->message);
-    if (r->route && (r->route->flags & QGH_RUNS))
+    if (r->route && (r->route->flags & QGH_RUNS)) {
         qgh_metrics_pool_wait(s->ctx.metrics, r->call.pool_wait_s);
+        qgh_metrics_served(s->ctx.metrics, r->call.served, r->call.replica);
+    }
     qgh_log_access(r->method, r->path, rep->status, secs * 1000.0, r->call.pool_wait_s * 1000.0,
                    r->request_id, r->trace_id);
 }
@@ -190,6 +192,14 @@ static enum MHD_Result send_reply(qg_server *s, struct request *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, rep->cache_control);
     if (rep->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->call.served != QG_SERVED_NONE)
+        MHD_add_response_header(resp, "X-Querygate-Served-By",
+                                r->call.served == QG_SERVED_REPLICA ? "replica" : "primary");
+    if (r->call.commit_lsn && rep->status == 200) {
+        char lsn[QG_LSN_BUF];
+        qg_lsn_format(r->call.commit_lsn, lsn);
+        MHD_add_response_header(resp, "X-Querygate-LSN", lsn);
+    }
     qgh_cors_headers(s->cors, r->origin, rep, add_header, resp);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
@@ -368,6 +378,15 @@ static enum MHD_Result run(qg_server *s, struct request *r)
                                                                MHD_HTTP_HEADER_ACCEPT)),
         .wake = stream_wake,
     };
+    const char *min_lsn = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                      "X-Querygate-Min-LSN");
+    if (min_lsn && (r->route->flags & QGH_RUNS) &&
+        !qg_lsn_parse(min_lsn, strlen(min_lsn), &r->call.min_lsn)) {
+        qgh_reply_fail(&r->reply, "invalid_request",
+                       "X-Querygate-Min-LSN is not a WAL position; send the X-Querygate-LSN "
+                       "value of a write as it came, in the form 16/B374D848");
+        return send_reply(s, r);
+    }
     if (!(r->route->flags & (QGH_RUNS | QGH_BLOCKS))) {
         r->route->handler(&s->ctx, &r->call);
         if (!r->reply.status)
@@ -707,7 +726,7 @@ qg_status qg_server_start(const struct qg_config *cfg, qg_manager *m, qgh_auth *
     size_t n = qgh_route_count();
     for (size_t i = 0; i < n && i < 32; i++)
         names[i] = qgh_route_at(i)->path;
-    s->ctx.metrics = qgh_metrics_new(n, names);
+    s->ctx.metrics = qgh_metrics_new(n, names, qg_replica_count(m));
     if (!s->ctx.metrics) {
         free(s);
         return qg_error_set(err, QG_ERR_INTERNAL, "out of memory starting the server");

@@ -99,6 +99,7 @@ static void on_columns(void *arg, const char *json, size_t len)
     put(s, "}\n", 2);
     if (!s->call)
         return;
+    qgh_call_ran(s->call, s->run);
     struct qgh_reply *rep = s->call->reply;
     rep->status = 200;
     rep->content_type = "application/x-ndjson";
@@ -151,12 +152,14 @@ static void log_end(const qgh_stream *s, qg_status st, const qg_error *err)
 static void on_end(void *arg, qg_status st, long long row_count, const qg_error *err)
 {
     qgh_stream *s = arg;
+    qg_run *run = s->run; /* still alive during this call */
     s->run = NULL;
     atomic_fetch_sub(s->ctx->open_runs, 1);
     if (s->call)
         s->call->run = NULL;
     if (!s->started) { /* nothing went out: the ordinary answer */
         if (s->call) {
+            qgh_call_ran(s->call, run);
             qgh_reply_run_error(s->call, st, err, "the statement failed", false);
             s->call->finish(s->call);
         }
@@ -211,6 +214,7 @@ void qgh_stream_statement(const struct qgh_ctx *ctx, struct qgh_call *call,
                .claims = s->claims},
         .numbers_as_strings = s->st.numbers_as_strings,
         .log_tag = s->request_id,
+        .min_lsn = call->min_lsn,
     };
     qg_manager *m = NULL;
     qg_status rc = s->sql && (s->claims || !claims) ? qgh_manager_for(ctx, call, &m, &err)

@@ -267,8 +267,12 @@ class PgPair:
 
     def make_standby(self, node, of):
         """node's data is replaced by a base backup of the running node `of`; it then
-        streams from it (a demoted old primary comes back this way)."""
-        self._tool("standby", os.path.join(self.top, node), os.path.join(self.top, of))
+        streams from it (a demoted old primary comes back this way). A new node (a third
+        server, "c") gets a port of its own."""
+        out = self._tool("standby", os.path.join(self.top, node), os.path.join(self.top, of))
+        m = re.search(r"QG_STANDBY_PORT=(\d+)", out)
+        if m:
+            self.port[node] = int(m.group(1))
 
     def sql(self, node, sql):
         """Runs sql as the superuser on node; returns stdout (unaligned, tuples only)."""
@@ -276,7 +280,7 @@ class PgPair:
                     (self.top, node, self.port[node]), sql)
 
     def close(self):
-        for node in ("a", "b"):
+        for node in list(self.port):
             try:
                 self.stop(node, "immediate")
             except RuntimeError:

@@ -10,8 +10,9 @@ from qgharness import (Server, binary, check, check_error, check_ok, database_ur
 APP = "http://app.example"
 LOCAL = "http://127.0.0.1:5000"
 EVIL = "http://evil.example"
-EXPOSE = "X-Request-Id, Retry-After, WWW-Authenticate"
-ALLOWED_HEADERS = "Content-Type, Authorization, X-Request-Id, traceparent, tracestate"
+EXPOSE = "X-Request-Id, Retry-After, WWW-Authenticate, X-Querygate-LSN, X-Querygate-Served-By"
+ALLOWED_HEADERS = ("Content-Type, Authorization, X-Request-Id, X-Querygate-Min-LSN, traceparent, "
+                   "tracestate")
 KEY = "cors-preflight-key-0123456789abcdef"
 
 

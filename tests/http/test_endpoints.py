@@ -85,11 +85,12 @@ def test_metrics(s):
                  'querygate_http_request_duration_seconds_bucket{endpoint="/query",le="0.0005"}',
                  'querygate_http_request_duration_seconds_bucket{endpoint="/query",le="+Inf"}',
                  'querygate_http_request_duration_seconds_count{endpoint="/query"}',
-                 "querygate_pool_size 5", "querygate_pool_checked_out", "querygate_pool_idle",
+                 'querygate_pool_size{pool="primary"} 5', "querygate_pool_checked_out", "querygate_pool_idle",
                  "querygate_pool_overflow", "querygate_pool_waiting",
                  "querygate_pool_connects_total", "querygate_pool_recycles_total",
                  "querygate_pool_timeouts_total", "querygate_pool_errors_total",
                  "querygate_db_retries_total", 'querygate_db_errors_total{class="42"}',
+                 'querygate_requests_served_total{pool="primary"}',
                  "querygate_build_info{version="):
         check(want in text, "metrics lack %s" % want)
     for line in text.splitlines():

@@ -180,12 +180,12 @@ def pool_snapshot(s):
 
 def agree(pool, m, what):
     for key in ("size", "checked_out", "idle", "overflow", "waiting"):
-        check(value(m, "querygate_pool_" + key) == pool[key],
+        check(value(m, "querygate_pool_" + key, pool="primary") == pool[key],
               "%s: querygate_pool_%s %r != /pool %r" % (what, key, value(m, "querygate_pool_" +
                                                                           key), pool[key]))
     for key in ("connects", "recycles", "timeouts", "errors"):
-        check(value(m, "querygate_pool_%s_total" % key) == pool[key], (what, key))
-    check(value(m, "querygate_db_retries_total") == pool["retries"], what)
+        check(value(m, "querygate_pool_%s_total" % key, pool="primary") == pool[key], (what, key))
+    check(value(m, "querygate_db_retries_total", pool="primary") == pool["retries"], what)
     check(value(m, "querygate_health_connection") == pool["health_connection"], what)
 
 
@@ -245,7 +245,7 @@ def test_requests_waiting_for_a_connection_are_waiting_and_timeouts(_s):
         while seen is None and any(t.is_alive() for t in threads):
             pool, m = pool_snapshot(s)
             if pool["waiting"] == 2 and pool["checked_out"] == 1 and \
-                    value(m, "querygate_pool_waiting") == 2:
+                    value(m, "querygate_pool_waiting", pool="primary") == 2:
                 seen = pool
             time.sleep(0.02)
         for t in threads + [holder]:
@@ -258,7 +258,7 @@ def test_requests_waiting_for_a_connection_are_waiting_and_timeouts(_s):
         pool, m = pool_snapshot(s)
         check(pool["waiting"] == 0 and pool["timeouts"] == 2 and pool["checked_out"] == 0, pool)
         agree(pool, m, "after the timeouts")
-        check(value(m, "querygate_pool_timeouts_total") == 2, "timeouts_total")
+        check(value(m, "querygate_pool_timeouts_total", pool="primary") == 2, "timeouts_total")
     finally:
         s.stop()
 

@@ -356,6 +356,63 @@ static void set_flags(void)
     CHECK_INT(qg_config_load(NULL, NULL, NULL), QG_ERR_INVALID_REQUEST);
 }
 
+/* DATABASE_READ_URLS: URIs split where the next begins, multi-host ones whole; each checked
+   and shown redacted. */
+static void read_urls(void)
+{
+    char **u;
+    int n;
+    qg_error err;
+    CHECK_INT(qgp_url_list(" postgresql://a:p1@h1:5432,h2:5433/db?target_session_attrs=any , "
+                           "postgres://b@h3/db", &u, &n, &err), QG_OK);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_STR(u[0], "postgresql://a:p1@h1:5432,h2:5433/db?target_session_attrs=any");
+        CHECK_STR(u[1], "postgres://b@h3/db");
+    }
+    qgp_url_list_free(u, n);
+    CHECK_INT(qgp_url_list("postgresql://u:hunter2@h/db,host=h2 password=hunter2", &u, &n, &err),
+              QG_OK); /* a key=value string is not split off: libpq then refuses the whole */
+    CHECK_INT(n, 1);
+    qgp_url_list_free(u, n);
+    CHECK_INT(qgp_url_list("host=h password=hunter2", &u, &n, &err), QG_ERR_CONFIG);
+    CHECK(strstr(err.message, "hunter2") == NULL);
+    bad1("DATABASE_READ_URLS", "postgresql://u:hunter2@h/db,postgresql://u:hunter2@h/db?x=1",
+         "not a valid connection");
+    bad1("DATABASE_READ_URLS", " ", "lists no URI");
+    char *env[] = {"DATABASE_READ_URLS=postgresql://r:s3cret@r1/app,postgresql://r:s3cret@r2,r3/app",
+                   "DB_READ_FALLBACK=none", NULL};
+    struct qg_config c;
+    CHECK_INT(load(&c, &err, env), QG_OK);
+    CHECK_INT(c.read_fallback, QG_READ_FALLBACK_NONE);
+    CHECK_INT(c.read_wait_ms, 200);
+    CHECK_INT(c.replica_max_lag_ms, 5000);
+    char *d = qg_config_describe(&c);
+    CHECK(d && strstr(d, "s3cret") == NULL);
+    CHECK(d && strstr(d, "DATABASE_READ_URLS=postgresql://r:***@r1/app,postgresql://r:***@r2,r3/app ") != NULL);
+    free(d);
+    qg_config_free(&c);
+}
+
+/* X-Querygate-Min-LSN's form, PostgreSQL's pg_lsn text. */
+static void lsn_text(void)
+{
+    qg_lsn l = 0;
+    CHECK(qg_lsn_parse("16/B374D848", 11, &l));
+    CHECK(l == ((qg_lsn)0x16 << 32 | 0xB374D848u));
+    char buf[QG_LSN_BUF];
+    qg_lsn_format(l, buf);
+    CHECK_STR(buf, "16/B374D848");
+    CHECK(qg_lsn_parse("ffffffff/ffffffff", 17, &l) && l == UINT64_MAX);
+    qg_lsn_format(0, buf);
+    CHECK_STR(buf, "0/0");
+    const char *bad[] = {"", "/", "1/", "/1", "1", "1/2/3", "123456789/1", "1/g", " 1/2", "1/2 ",
+                         "-1/2", "0x1/2"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(!qg_lsn_parse(bad[i], strlen(bad[i]), &l));
+    CHECK(!qg_lsn_parse("1/2\0", 4, &l)); /* n counts: a NUL inside is a character */
+}
+
 static void secrets_hidden(void)
 {
     char *env[] = {"DATABASE_URL=postgresql://app:s3cr%40t@db.example.com/app?sslmode=verify-full",
@@ -422,7 +479,7 @@ static void help_lists_all(void)
     int lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    CHECK_INT(lines, 50); /* one per variable; the alias shares DB_ECHO's line */
+    CHECK_INT(lines, 55); /* one per variable; the alias shares DB_ECHO's line */
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if (!strstr(text, names[i]))
             fprintf(stderr, "   help lacks %s\n", names[i]);
@@ -447,7 +504,7 @@ static void help_lists_all(void)
     int pairs = 0;
     for (const char *p = d; p && *p; p++)
         pairs += *p == '=';
-    CHECK_INT(pairs, 50);
+    CHECK_INT(pairs, 55);
     free(d);
     qg_config_free(&c);
 }
@@ -465,6 +522,8 @@ int main(void)
     RUN(jwt_secret_length);
     RUN(alias_precedence);
     RUN(set_flags);
+    RUN(read_urls);
+    RUN(lsn_text);
     RUN(secrets_hidden);
     RUN(help_lists_all);
     return qgt_done();

@@ -131,6 +131,12 @@ static void test_preflight(void)
     CHECK_STR(rep.cors_headers, "authorization,content-type,traceparent,tracestate");
     qgh_reply_reset(&rep);
 
+    /* Read-your-writes from a browser: the LSN header a read sends is allowed by default. */
+    h = head(c, "OPTIONS", "https://a.example", "POST", "content-type,x-querygate-min-lsn");
+    CHECK(qgh_cors_preflight(&h, "POST", &rep));
+    CHECK_INT(rep.status, 204);
+    qgh_reply_reset(&rep);
+
     /* Origin not allowed: 403, and no CORS header but Vary. */
     h = head(c, "OPTIONS", "https://b.example", "POST", NULL);
     CHECK(qgh_cors_preflight(&h, "POST", &rep));
@@ -197,7 +203,7 @@ static void test_response_headers(void)
     struct headers out = {""};
     qgh_cors_headers(c, "https://a.example", &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: https://a.example\n"
-                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate\n");
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate, X-Querygate-LSN, X-Querygate-Served-By\n");
     out.text[0] = '\0';
     qgh_cors_headers(c, NULL, &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\n");
@@ -209,7 +215,7 @@ static void test_response_headers(void)
     out.text[0] = '\0';
     qgh_cors_headers(c, "https://z.example", &rep, collect, &out);
     CHECK_STR(out.text, "Vary: Origin\nAccess-Control-Allow-Origin: *\n"
-                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate\n");
+                        "Access-Control-Expose-Headers: X-Request-Id, Retry-After, WWW-Authenticate, X-Querygate-LSN, X-Querygate-Served-By\n");
     qgh_cors_free(c);
 }
 
