@@ -1,4 +1,4 @@
-/* libFuzzer target: the HTTP request decoder (qgh_parse_statement, qgh_parse_named, qgh_parse_transaction) on any bytes. */
+/* libFuzzer target: the HTTP request decoder (qgh_parse_statement, qgh_parse_named, qgh_parse_transaction) and the X-Querygate-Min-LSN header (qg_lsn_parse) on any bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +74,18 @@ static void transaction(const char *body, size_t size)
     ASSERT(tx.root == NULL && tx.stmts == NULL && tx.n == 0);
 }
 
+/* A position that parses prints as one that parses to the same number. */
+static void min_lsn(const char *s, size_t size)
+{
+    qg_lsn l;
+    if (!qg_lsn_parse(s, size, &l))
+        return;
+    char text[QG_LSN_BUF];
+    qg_lsn_format(l, text);
+    qg_lsn again;
+    ASSERT(qg_lsn_parse(text, strlen(text), &again) && again == l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The server hands bodies over NUL-terminated (they may hold NULs too). */
@@ -87,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     named(body, size, false);
     named(body, size, true);
     transaction(body, size);
+    min_lsn(body, size);
     free(body);
     return 0;
 }

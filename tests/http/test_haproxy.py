@@ -268,11 +268,6 @@ def test_config_checks(_):
     check(r.returncode != 0, "haproxy -c accepted the file without QG1_ADDR")
 
 
-# Read by querygate once the replica work lands (issue 14); until then the binary ignores it
-# and --help does not list it. Remove it from here when it does.
-NOT_YET_IN_HELP = {"DATABASE_READ_URLS"}
-
-
 def test_compose_files(_):
     """docker/compose.yaml and compose.replicas.yaml: every variable given to querygate is
     one it knows (--help lists it); the replicas file's haproxy mounts this test's
@@ -293,7 +288,7 @@ def test_compose_files(_):
             if (spec.get("build") or {}).get("dockerfile") != "docker/Dockerfile":
                 continue
             qg_services[(name, svc)] = spec
-            unknown = set(spec.get("environment", {})) - known - NOT_YET_IN_HELP
+            unknown = set(spec.get("environment", {})) - known
             check(not unknown, "%s: %s sets variables querygate does not know: %r"
                   % (name, svc, sorted(unknown)))
     replicas = yaml.safe_load(open(os.path.join(docker, "compose.replicas.yaml")))["services"]
