@@ -121,6 +121,7 @@ def test_allowed_origin_reads_rows_blocked_origin_gets_typeerror(st):
     check(seen["rows"] == [{"answer": 42, "said": "from the browser"}], allowed)
     check(seen["requestId"] and len(seen["requestId"]) == 16,
           "X-Request-Id not exposed to the page: %r" % allowed)
+    check(seen["servedBy"] == "primary", "X-Querygate-Served-By not exposed: %r" % allowed)
 
     seen = blocked["seen"]
     check(not seen["ok"] and seen["name"] == "TypeError", blocked)

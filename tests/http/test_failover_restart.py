@@ -63,6 +63,8 @@ def test_writes_follow_a_promoted_standby_under_load(pair):
         check(resumed is not None and resumed < 5, "writes resumed after %r s" % resumed)
         check(len(after) > 16, "only %d writes after the promotion" % len(after))
         check(any("waits for a primary" in ln for ln in s.lines), "no log line of the wait")
+        check(any("a failover was followed" in ln and ":%d" % pair.port["b"] in ln
+                  for ln in s.lines), "no log line of the followed failover")
     finally:
         s.stop()
 

@@ -130,6 +130,11 @@ def test_reads_spread_over_replicas_and_writes_stay_on_the_primary(pair):
         # Sequential reads too: ties between replicas go round.
         ports = {read_port(s)[0] for _ in range(6)}
         check(ports == {pair.port["b"], pair.port["c"]}, "sequential reads ran on %r" % ports)
+        # A streamed read is a read too.
+        r = s.post("/query", {"sql": "SELECT inet_server_port() AS p FROM generate_series(1, 3)"},
+                   headers={"Accept": "application/x-ndjson"})
+        check(r.status == 200 and r.header("x-querygate-served-by") == "replica" and
+              '"p":%d' % pair.port["a"] not in r.raw.decode(), "stream: %r" % r)
         # A read-only /transaction is a read; a read-write one is a write.
         r = s.post("/transaction", {"read_only": True, "statements": [
             {"sql": "SELECT inet_server_port() AS p"}]})
