@@ -398,7 +398,7 @@ static void storm(void)
 static void nap(void *arg)
 {
     (void)arg;
-    usleep(400000);
+    usleep(800000);
 }
 
 struct quiet {
@@ -444,6 +444,11 @@ static void quiet_while_releasing(void)
     qg_error err;
     qg_error_clear(&err);
     CHECK_INT(qg_manager_new(&c, &m, &err), QG_OK);
+    /* NOTE: its connection is open before the clock starts: on a loaded machine opening
+       one can outlast the naps, and the cancel would then reach the statement. */
+    qg_result *warm = NULL;
+    CHECK_INT(qg_query(m, "SELECT 1 AS one", NULL, &warm, &err), QG_OK);
+    qg_result_free(warm);
     struct quiet q = {{0}, 0};
     struct outcome o = {0};
     CHECK_INT(qg_loop_new(&o.l, &err), QG_OK);
@@ -558,6 +563,34 @@ static void stream_for(struct stream_out *o, double secs)
     qg_loop_timer_free(t);
 }
 
+struct until {
+    struct stream_out *o;
+    int batches;
+    double deadline;
+    qg_loop_timer *t;
+};
+
+static void until_check(void *arg)
+{
+    struct until *u = arg;
+    if (u->o->batches >= u->batches || u->o->ended || qg_now() > u->deadline)
+        qg_loop_stop(u->o->l);
+    else
+        qg_loop_timer_at(u->t, qg_now() + 0.01);
+}
+
+/* Runs o's loop until it has had `batches` batches (or ended), at most 15 s: a loaded
+   machine may take long for the first; that none more comes is checked by stream_for. */
+static void stream_until(struct stream_out *o, int batches)
+{
+    struct until u = {o, batches, qg_now() + 15, NULL};
+    u.t = qg_loop_timer_new(o->l, until_check, &u);
+    qg_loop_timer_at(u.t, qg_now());
+    if (!o->ended)
+        qg_loop_run(o->l);
+    qg_loop_timer_free(u.t);
+}
+
 static void stream_finish(struct stream_out *o)
 {
     if (!o->ended)
@@ -618,15 +651,18 @@ static void stream_back_pressure(void)
 {
     struct stream_out o;
     stream_begin("SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 5000000) g", false, &o);
-    stream_for(&o, 1.0);
+    stream_until(&o, 1);
+    stream_for(&o, 0.5);
     CHECK_INT(o.batches, 1);
     long long seen = o.rows;
     CHECK(seen >= 1 && seen < 100);
     qg_run_stream_more(o.r);
-    stream_for(&o, 0.5);
+    stream_until(&o, 2);
+    stream_for(&o, 0.3);
     CHECK_INT(o.batches, 2);
     qg_run_stream_more(o.r);
-    stream_for(&o, 0.5);
+    stream_until(&o, 3);
+    stream_for(&o, 0.3);
     CHECK_INT(o.batches, 3);
     CHECK(o.rows < 100);
     struct qg_pool_stats ps;
@@ -658,7 +694,7 @@ static void stream_not_retried_after_rows(void)
     struct stream_out o;
     stream_begin("SELECT a * 100000 + b AS g, repeat('z', 300) AS pad "
                  "FROM generate_series(1, 1000) a, generate_series(1, 100000) b", false, &o);
-    stream_for(&o, 0.5);
+    stream_until(&o, 1);
     CHECK_INT(o.batches, 1);
     CHECK(dbt_kill_backends("qgt_run") >= 1);
     o.auto_more = true;
