@@ -227,18 +227,24 @@ bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours)
        READ WRITE fails with 0A000 only there ("during recovery"). */
     if (ours && !strcmp(sqlstate, "0A000"))
         return true;
-    return !strcmp(sqlstate, "25006") && !(hot && !strcmp(hot, "off"));
+    /* NOTE: with target_session_attrs=read-write a server whose default is read-only is no
+       primary either (libpq would not connect to it): a failover manager's fence
+       (FENCE_SQL in exec.c) makes our transaction read-only there. */
+    return !strcmp(sqlstate, "25006") &&
+           (c->m->read_write_target || !(hot && !strcmp(hot, "off")));
 }
 
 qg_status qgp_standby_error(qg_conn *c, qg_error *err)
 {
     qgp_conn_set_state(c, QGP_CONN_BROKEN);
-    qgp_log(c->m, QG_LOG_WARN, "a connection is on a read-only standby (after a failover?); "
-                               "it is closed and the write goes to the primary");
+    qgp_log(c->m, QG_LOG_WARN, "a connection is on a server that does not accept writes (a "
+                               "read-only standby after a failover, or a primary its failover "
+                               "manager fenced); it is closed and the write goes to the primary");
     qg_status s = qg_error_set(err, QG_ERR_DB_UNAVAILABLE,
-                               "the database server is a read-only standby, not the primary "
-                               "(a failover?); no primary accepted the write: list every host "
-                               "in DATABASE_URL with target_session_attrs=read-write");
+                               "the database server does not accept writes (a read-only standby, "
+                               "or fenced by a failover manager): no primary accepted the write; "
+                               "list every host in DATABASE_URL with "
+                               "target_session_attrs=read-write");
     if (err && err->status == QG_ERR_DB_UNAVAILABLE && !err->sqlstate[0]) {
         snprintf(err->sqlstate, sizeof err->sqlstate, "25006");
         err->unreachable = true;

@@ -135,6 +135,19 @@ static bool take(struct qgp_trip *t, struct qgp_part *p, PGresult *res)
  * per transaction; and the caller's claims, transaction-local). Statements sent
  * outside a transaction scope of ours leave the session for qg_checkin to clean.
  */
+/*
+ * NOTE: a failover manager fences a promoted standby (pg_auto_failover) or a
+ * demoted primary with default_transaction_read_only until it is sure only one
+ * server takes writes, and our BEGIN READ WRITE would override it. A session
+ * that connected just before the fence reads the new default only after its
+ * first message (BEGIN's), so this runs after BEGIN and makes the transaction
+ * read-only there: the write then fails with 25006, and the connection is taken
+ * for a standby's (qgp_conn_standby).
+ */
+#define FENCE_SQL                                                                          \
+    "SELECT pg_catalog.set_config('transaction_read_only', 'on', true) "                   \
+    "WHERE pg_catalog.current_setting('default_transaction_read_only')::bool"
+
 static void queue_prologue(struct qgp_exec *x)
 {
     qg_conn *c = x->c;
@@ -150,6 +163,8 @@ static void queue_prologue(struct qgp_exec *x)
     if (c->state == QGP_CONN_BEGIN) {
         qgp_conn_set_state(c, QGP_CONN_IN_TX);
         qgp_trip_text(&x->trip, QGP_PART_COMMAND, c->begin_sql);
+        if (!c->tx_read_only && c->m->read_write_target)
+            qgp_trip_text(&x->trip, QGP_PART_COMMAND, FENCE_SQL);
         if (c->pooler)
             qgp_trip_text(&x->trip, QGP_PART_COMMAND, c->m->session_sql);
         if (c->claims)

@@ -44,6 +44,9 @@ static qg_status create(const struct qg_config *cfg, const char *role, qg_manage
         return s;
     }
     atomic_init(&m->pooler, cfg->pooler == QG_POOLER_ON);
+    for (int i = 0; m->ci_plain->keywords[i]; i++)
+        if (!strcmp(m->ci_plain->keywords[i], "target_session_attrs"))
+            m->read_write_target = !strcmp(m->ci_plain->values[i], "read-write");
     atomic_init(&m->retries, 0);
     atomic_init(&m->cancelled_running, false);
     pthread_mutex_init(&m->lock, NULL);

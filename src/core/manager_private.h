@@ -107,6 +107,9 @@ struct qg_manager {
     qgp_conninfo *ci_options;   /* with startup options */
     qgp_conninfo *ci_plain;     /* without (pooler mode) */
     atomic_bool pooler;         /* pooler detected or forced */
+    bool read_write_target;     /* the URL asks target_session_attrs=read-write: a server
+                                   that refuses writes (a standby, or a primary its
+                                   failover manager fenced) is not the primary */
     char *session_sql;          /* SET LOCAL ... for pooler mode transactions */
 
     pthread_mutex_t lock;
@@ -207,7 +210,8 @@ bool qgp_conn_alive(qg_conn *c);
 qg_status qgp_conn_lost(qg_conn *c, qg_error *err, const char *doing);
 /* True when c, inside a read-write transaction scope, is on a server that cannot write:
    in_hot_standby is on, or it refused a statement with sqlstate 25006 (may be NULL)
-   and does not say that it is no standby, or one of our own commands (ours) with 0A000. */
+   and does not say that it is no standby (or the URL asks for read-write servers), or
+   one of our own commands (ours) with 0A000. */
 bool qgp_conn_standby(const qg_conn *c, const char *sqlstate, bool ours);
 /* c is on a standby: it is never reused, and the write is to run again on the primary
    (db_unavailable, err->unreachable: the server refused it, so it did not run). */

@@ -326,6 +326,36 @@ def test_no_usable_replica_follows_db_read_fallback(pair):
         s.stop()
 
 
+def test_a_fenced_primary_takes_no_write(pair):
+    """A failover manager fences a server with default_transaction_read_only until it is
+    sure only one takes writes (pg_auto_failover, a promoted standby). With
+    target_session_attrs=read-write such a server is no primary: a write on a connection
+    pooled before the fence waits for one instead of overriding the fence."""
+    s = Server(DATABASE_URL=pair.url_for("a", attrs="read-write"), DB_POOL_TIMEOUT=1.5,
+               DB_RETRY_DELAY=0.05, DB_CONNECT_TIMEOUT=2)
+    try:
+        insert(s, "before-fence")  # pools a connection that predates the fence
+        try:
+            pair.sql("a", "ALTER SYSTEM SET default_transaction_read_only = on")
+            pair.sql("a", "SELECT pg_reload_conf()")
+            time.sleep(0.3)
+            for sql in ("INSERT INTO %s (k) VALUES ('fenced')",
+                        "INSERT INTO %s (k) VALUES ('fenced') RETURNING k"):
+                e = check_error(s.post("/insert", {"sql": sql % T}), 503, "db_unavailable",
+                                "a write on a fenced primary")
+                check("outcome" not in e, e)
+            n = pair.sql("a", "SELECT count(*) FROM %s WHERE k = 'fenced'" % T).strip()
+            check(n == "0", "%s writes went through the fence" % n)
+        finally:
+            pair.sql("a", "ALTER SYSTEM RESET default_transaction_read_only")
+            pair.sql("a", "SELECT pg_reload_conf()")
+        time.sleep(0.3)
+        insert(s, "after-fence")
+        check(any("does not accept writes" in ln for ln in s.lines), "no log line of the fence")
+    finally:
+        s.stop()
+
+
 def pgbouncer(action, *args):
     tool = os.path.join(source_dir(), "tests", "tools", "pgbouncer-ctl")
     subprocess.run([tool, action] + [str(a) for a in args], check=True, timeout=30)
