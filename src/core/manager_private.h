@@ -243,10 +243,14 @@ void qgp_pool_close_all(qg_manager *m);
 /*
  * Checkout in halves, for callers that must not block. On QG_OK w has a
  * connection (w->conn), a slot to open one (w->may_open: open it, then
- * qgp_pool_opened), or its place in line (neither: w->wake tells when it is
- * served). Errors: QG_ERR_SHUTTING_DOWN (and, for blocking callers, the timeout).
+ * qgp_pool_opened), or its place in line (*queued: w->wake tells when it is
+ * served). NOTE: *queued, not w, says which: a waiter in line may be served on
+ * another thread before qgp_pool_take returns, and w then holds what the wake
+ * brings. queued may be NULL for blocking callers (w->wake NULL). Errors:
+ * QG_ERR_SHUTTING_DOWN (and, for blocking callers, the timeout).
  */
-qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, qg_error *err) QG_MUSTCHECK;
+qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, bool *queued,
+                        qg_error *err) QG_MUSTCHECK;
 /* w gives up its place (DB_POOL_TIMEOUT when timed_out: counted, and err says so).
    False when it was served meanwhile: its wake was called, and the connection or
    slot is its to use or give back. */

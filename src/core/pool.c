@@ -132,10 +132,11 @@ static qg_status wait_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
  * A connection, a slot to open one, or (w->wake set) a place in line: then
  * w->wake(w) is called, with the pool's lock held, when w is served.
  */
-static qg_status take_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
+static qg_status take_locked(qg_manager *m, struct qgp_waiter *w, bool *queued, qg_error *err)
 {
     w->conn = NULL;
     w->may_open = w->cancelled = w->queued = false;
+    *queued = false;
     if (m->shutting_down)
         return shutting_down(err);
     if (m->idle && !m->wait_head) {
@@ -147,6 +148,7 @@ static qg_status take_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
         w->may_open = true;
     } else if (w->wake) {
         enqueue_locked(m, w);
+        *queued = true;
         return QG_OK;
     } else {
         qg_status s = wait_locked(m, w, err);
@@ -158,10 +160,11 @@ static qg_status take_locked(qg_manager *m, struct qgp_waiter *w, qg_error *err)
     return QG_OK;
 }
 
-qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, qg_error *err)
+qg_status qgp_pool_take(qg_manager *m, struct qgp_waiter *w, bool *queued, qg_error *err)
 {
+    bool in_line;
     pthread_mutex_lock(&m->lock);
-    qg_status s = take_locked(m, w, err);
+    qg_status s = take_locked(m, w, queued ? queued : &in_line, err);
     pthread_mutex_unlock(&m->lock);
     return s;
 }
@@ -216,7 +219,7 @@ qg_status qg_checkout(qg_manager *m, qg_conn **out, qg_error *err)
 {
     *out = NULL;
     struct qgp_waiter w = {.wake = NULL};
-    qg_status s = qgp_pool_take(m, &w, err);
+    qg_status s = qgp_pool_take(m, &w, NULL, err);
     if (s != QG_OK)
         return s;
     qg_conn *c = w.conn;

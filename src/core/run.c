@@ -142,8 +142,9 @@ static void complete(qg_run *r)
 {
     lsn_wait_end(r);
     /* NOTE: a backstop. A run ends with its statements over and its connection back; one
-       that would end holding either (seen once under ASan at exit, path not found) gives
-       them up here, the connection closed, rather than keep a pool slot forever. */
+       that would end holding either gives them up here, the connection closed, rather
+       than keep a pool slot forever. (The leak it was added for, a run served twice, is
+       fixed in attempt.) */
     if (r->x) {
         long failed;
         (void)qgp_exec_end(r->x, &failed);
@@ -601,10 +602,16 @@ static void attempt(qg_run *r)
     if (!choose(r))
         return;
     r->w.wake = wake;
-    r->s = qgp_pool_take(r->m, &r->w, &r->e);
+    /* NOTE: once in line, w is another thread's to serve the moment the pool's lock is
+       let go (a connection checked in on another loop): what it holds then came by wake,
+       and served_later is on its way. Read there, it was taken for a connection had at
+       once and served twice, the run on two connections and the first lost (seen under
+       ASan as a leaked exec after failover tests). */
+    bool queued;
+    r->s = qgp_pool_take(r->m, &r->w, &queued, &r->e);
     if (r->s != QG_OK) {
         attempt_over(r);
-    } else if (r->w.conn || r->w.may_open) {
+    } else if (!queued) {
         served(r);
     } else {
         set_state(r, RUN_WAITING);

@@ -1,4 +1,6 @@
 /* qg_run (src/core/run.c): a transaction started from an event loop, its done back on the loop. */
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dbtest.h"
@@ -393,6 +395,111 @@ static void storm(void)
     storm_round(7);
 }
 
+/* ---- loops on two threads taking turns on one connection ------------------ */
+
+#define TURNS 1000
+
+/*
+ * NOTE: the race below lasts a few instructions, from the pool's lock let go
+ * to what the run does next. This program is linked with
+ * -Wl,--wrap=pthread_mutex_unlock (tests/CMakeLists.txt): on a lane's thread
+ * every unlock of the core's is followed by a nap, so that the other lane
+ * gets in there nearly every turn rather than once in thousands.
+ */
+int __real_pthread_mutex_unlock(pthread_mutex_t *mu);
+int __wrap_pthread_mutex_unlock(pthread_mutex_t *mu);
+
+static _Thread_local bool on_lane;
+
+int __wrap_pthread_mutex_unlock(pthread_mutex_t *mu)
+{
+    int rc = __real_pthread_mutex_unlock(mu);
+    if (on_lane) {
+        struct timespec ts = {0, 20 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return rc;
+}
+
+struct lane {
+    qg_manager *m;
+    qg_loop *l;
+    int left, ok;
+};
+
+static void lane_start(struct lane *ln);
+
+static void lane_done(void *arg, qg_status s, qg_result **results, const qg_error *err)
+{
+    struct lane *ln = arg;
+    (void)results;
+    (void)err;
+    if (s == QG_OK)
+        ln->ok++;
+    if (--ln->left == 0)
+        qg_loop_stop(ln->l);
+    else
+        lane_start(ln);
+}
+
+/* One run at a time, the next started from the last one's done: it joins the line
+   (the other thread holds the connection) as its first and only waiter. */
+static void lane_start(struct lane *ln)
+{
+    static const char *const sql[] = {"SELECT 1"};
+    struct qg_run_spec spec = {.n = 1, .sql = sql, .tx = {.read_only = true}};
+    CHECK(qg_run_start(ln->l, ln->m, &spec, lane_done, ln, NULL));
+}
+
+static void *lane_main(void *arg)
+{
+    struct lane *ln = arg;
+    on_lane = true;
+    lane_start(ln);
+    qg_loop_run(ln->l);
+    return NULL;
+}
+
+/*
+ * NOTE: a connection checked in on another thread may serve a run's waiter as
+ * soon as qgp_pool_take has put it in line, before the run looked at what it
+ * got: the run must not take that for a connection had at once and then be
+ * served again by its wake (it ran on two connections and lost the first).
+ */
+static void two_loops_one_connection(void)
+{
+    struct qg_config c;
+    dbt_config(&c, "qgt_run_lanes", (const char *const[]){"DB_POOL_SIZE=1", "DB_MAX_OVERFLOW=0",
+                                                          "DB_POOL_TIMEOUT=30", NULL});
+    qg_manager *m;
+    qg_error err;
+    qg_error_clear(&err);
+    CHECK_INT(qg_manager_new(&c, &m, &err), QG_OK);
+    struct lane lanes[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        lanes[i] = (struct lane){.m = m, .left = TURNS};
+        CHECK_INT(qg_loop_new(&lanes[i].l, &err), QG_OK);
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&th[i], NULL, lane_main, &lanes[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    struct qg_pool_stats st;
+    qg_pool_stats(m, &st);
+    fprintf(stderr, "   %d + %d ok; %llu connects\n", lanes[0].ok, lanes[1].ok, st.connects);
+    CHECK_INT(lanes[0].ok + lanes[1].ok, 2 * TURNS);
+    CHECK_INT(st.checked_out, 0);
+    CHECK_INT(st.waiting, 0);
+    /* One connection all along: no run opened a second one beside it. */
+    CHECK_INT((int)st.connects, 1);
+    CHECK(dbt_backends("qgt_run_lanes") <= 1);
+    for (int i = 0; i < 2; i++)
+        qg_loop_free(lanes[i].l);
+    qg_manager_free(m);
+    qg_config_free(&c);
+}
+
 /* ---- a socket that speaks while its run waits for a cancel to finish ------ */
 
 static void nap(void *arg)
@@ -759,6 +866,7 @@ int main(void)
     RUN(pool_timeout_and_leaving);
     RUN(reconnects);
     RUN(claims_per_transaction);
+    RUN(two_loops_one_connection);
     RUN(storm);
     RUN(quiet_while_releasing);
     RUN(stream_batches);
