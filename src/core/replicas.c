@@ -171,10 +171,10 @@ static double lag_ms(const struct qgp_replicas *set, qg_lsn replay, double now)
 
 static const char *const cond_names[] = {"not checked yet", "usable", "lagging", "down", "failed"};
 
-/* Moves replica r to `to` (why says why when not usable); lock held. The line to log, if any,
-   goes to msg. */
-static void set_condition(struct qgp_replicas *set, struct qgp_replica *r, enum condition to,
-                          const char *why, char *msg, size_t size)
+/* Moves replica r to `to` (why says why when not usable); the set's lock held. The line to
+   log, if any, goes to msg. */
+static void set_condition(struct qgp_replica *r, enum condition to, const char *why, char *msg,
+                          size_t size)
 {
     enum condition from = r->cond;
     r->cond = to;
@@ -189,7 +189,6 @@ static void set_condition(struct qgp_replicas *set, struct qgp_replica *r, enum 
                  r->lag_ms < 0 ? 0 : r->lag_ms);
     else
         snprintf(msg, size, "replica %s is set aside (%s): %s", r->name, cond_names[to], r->why);
-    (void)set;
 }
 
 /* Whether any replica is usable; logs the start and end of the fallback. Lock held; the
@@ -211,7 +210,8 @@ static void note_fallback(struct qgp_replicas *set, char *msg, size_t size)
     }
 }
 
-/* Asks replica i where it is; with_lag: the primary was just sampled (have_primary). */
+/* Asks replica i where it is; full: also its lag and condition (have_primary: the primary was
+   just sampled), else only its replay position (the fast polls for waiting reads). */
 static void check_replica(struct qgp_replicas *set, int i, bool full, bool have_primary)
 {
     struct qgp_replica *r = &set->r[i];
@@ -224,7 +224,7 @@ static void check_replica(struct qgp_replicas *set, int i, bool full, bool have_
     if (!ok) {
         char shown[256];
         snprintf(shown, sizeof shown, "not answering: %.200s", why);
-        set_condition(set, r, COND_DOWN, shown, msg, sizeof msg);
+        set_condition(r, COND_DOWN, shown, msg, sizeof msg);
     } else {
         if (replay > r->replay)
             r->replay = replay;
@@ -235,9 +235,9 @@ static void check_replica(struct qgp_replicas *set, int i, bool full, bool have_
                 char shown[128];
                 snprintf(shown, sizeof shown, "replay lag %.0f ms is over DB_REPLICA_MAX_LAG_MS=%d",
                          r->lag_ms, max);
-                set_condition(set, r, COND_LAGGING, shown, msg, sizeof msg);
+                set_condition(r, COND_LAGGING, shown, msg, sizeof msg);
             } else {
-                set_condition(set, r, COND_USABLE, NULL, msg, sizeof msg);
+                set_condition(r, COND_USABLE, NULL, msg, sizeof msg);
             }
         }
     }
@@ -451,7 +451,7 @@ void qgp_replica_failed(qg_manager *m, int i, const qg_error *e)
     snprintf(why, sizeof why, "a read failed on it: %.200s", e->message);
     pthread_mutex_lock(&set->lock);
     if (set->r[i].cond == COND_USABLE)
-        set_condition(set, &set->r[i], COND_FAILED, why, msg, sizeof msg);
+        set_condition(&set->r[i], COND_FAILED, why, msg, sizeof msg);
     note_fallback(set, msg2, sizeof msg2);
     pthread_mutex_unlock(&set->lock);
     if (*msg)
