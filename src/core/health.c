@@ -6,8 +6,6 @@
 
 #include "manager_private.h"
 
-enum asked { ASKED_OK, ASKED_FAILED, ASKED_LOST, ASKED_TIMEOUT };
-
 static void close_health(qg_manager *m)
 {
     PQfinish(m->health_pg);
@@ -31,25 +29,25 @@ static bool open_health(qg_manager *m, char *why, size_t size)
     return true;
 }
 
-/* SELECT 1 on the open health connection, answered by deadline (monotonic seconds). */
-static enum asked ask(qg_manager *m, double deadline, char *why, size_t size)
+enum qgp_asked qgp_ask(PGconn *pg, const char *sql, double deadline, double timeout_s,
+                       char *value, size_t vsize, char *why, size_t wsize)
 {
-    PGconn *pg = m->health_pg;
-    if (!PQsendQuery(pg, "SELECT 1")) {
-        snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
-        return ASKED_LOST;
+    if (value && vsize)
+        value[0] = '\0';
+    if (!PQsendQuery(pg, sql)) {
+        snprintf(why, wsize, "the database connection failed: %s", PQerrorMessage(pg));
+        return QGP_ASKED_LOST;
     }
-    bool ok = false;
+    bool ok = false, first = true;
     for (;;) {
         while (PQisBusy(pg)) {
             double left = deadline - qg_now();
             struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
             int r = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
             if (r == 0) {
-                snprintf(why, size, "the database did not answer within %gs (DB_CONNECT_TIMEOUT)",
-                         m->cfg->connect_timeout_s);
-                close_health(m);
-                return ASKED_TIMEOUT;
+                snprintf(why, wsize, "the database did not answer within %gs (DB_CONNECT_TIMEOUT)",
+                         timeout_s);
+                return QGP_ASKED_TIMEOUT;
             }
             if ((r < 0 && errno != EINTR) || (r > 0 && !PQconsumeInput(pg)))
                 break;
@@ -59,14 +57,27 @@ static enum asked ask(qg_manager *m, double deadline, char *why, size_t size)
             break;
         ok = PQresultStatus(res) == PGRES_TUPLES_OK;
         if (!ok)
-            snprintf(why, size, "the database failed the check: %s", PQerrorMessage(pg));
+            snprintf(why, wsize, "the database failed the check: %s", PQerrorMessage(pg));
+        else if (first && value && vsize && PQntuples(res) > 0 && PQnfields(res) > 0)
+            snprintf(value, vsize, "%s", PQgetvalue(res, 0, 0));
+        first = false;
         PQclear(res);
     }
     if (PQstatus(pg) != CONNECTION_OK) {
-        snprintf(why, size, "the database connection failed: %s", PQerrorMessage(pg));
-        return ASKED_LOST;
+        snprintf(why, wsize, "the database connection failed: %s", PQerrorMessage(pg));
+        return QGP_ASKED_LOST;
     }
-    return ok ? ASKED_OK : ASKED_FAILED;
+    return ok ? QGP_ASKED_OK : QGP_ASKED_FAILED;
+}
+
+/* SELECT 1 on the open health connection, answered by deadline (monotonic seconds). */
+static enum qgp_asked ask(qg_manager *m, double deadline, char *why, size_t size)
+{
+    enum qgp_asked a = qgp_ask(m->health_pg, "SELECT 1", deadline, m->cfg->connect_timeout_s,
+                               NULL, 0, why, size);
+    if (a == QGP_ASKED_TIMEOUT)
+        close_health(m);
+    return a;
 }
 
 static bool round_trip(qg_manager *m, char *why, size_t size)
@@ -77,18 +88,18 @@ static bool round_trip(qg_manager *m, char *why, size_t size)
     bool kept = m->health_pg != NULL;
     if (!kept && !open_health(m, why, size))
         return false;
-    enum asked a = ask(m, deadline, why, size);
+    enum qgp_asked a = ask(m, deadline, why, size);
     /* NOTE: a kept connection's backend may have ended while the database stayed up
        (failover, pg_terminate_backend, a restart between probes): that says nothing
        about the database now, so one new connection gets the same question. A
        database that is gone refuses it at once; a timeout is never asked again. */
-    if (a == ASKED_LOST && kept) {
+    if (a == QGP_ASKED_LOST && kept) {
         close_health(m);
         if (!open_health(m, why, size))
             return false;
         a = ask(m, deadline, why, size);
     }
-    return a == ASKED_OK;
+    return a == QGP_ASKED_OK;
 }
 
 void qg_health_check(qg_manager *m, struct qg_health *out)

@@ -150,6 +150,18 @@ struct qg_manager {
     atomic_int health_open;     /* health_pg is connected, for qg_pool_stats */
 };
 
+/* health.c: one question on a connection of its own (the health check, the replica monitor). */
+enum qgp_asked {
+    QGP_ASKED_OK,      /* answered; value holds the first row's first column ("" if NULL) */
+    QGP_ASKED_FAILED,  /* the server answered with an error */
+    QGP_ASKED_LOST,    /* the connection failed */
+    QGP_ASKED_TIMEOUT, /* no answer by the deadline: the connection is no longer usable */
+};
+/* Sends sql on pg and reads its answer by deadline (qg_now() seconds); why says what went
+   wrong (timeout_s names the setting's value in it). value may be NULL. */
+enum qgp_asked qgp_ask(PGconn *pg, const char *sql, double deadline, double timeout_s,
+                       char *value, size_t vsize, char *why, size_t wsize);
+
 /* replicas.c (m: any pool; its main pool's replicas count) */
 qg_status qgp_replicas_new(qg_manager *m, qg_error *err) QG_MUSTCHECK;
 void qgp_replicas_shutdown(qg_manager *m, double grace_s);

@@ -8,8 +8,6 @@
  * replica has not replayed yet (0 when it replayed everything seen). It is
  * exact to one monitor interval (HEALTH_CACHE_MS).
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,23 +75,27 @@ static struct qgp_replicas *set_of(const qg_manager *m)
     return m->parent ? m->parent->replicas : m->replicas;
 }
 
-/* The first host:port of a URI, for metric labels. */
+/* The first host:port of a URL as libpq reads it, for metric labels. */
 static void host_port(const char *url, char *out, size_t size)
 {
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    const char *at = strpbrk(p, "@/?");
-    if (at && *at == '@')
-        p = at + 1;
-    size_t n = strcspn(p, ",/?");
-    snprintf(out, size, "%.*s", (int)n, p);
-    if (!strchr(out, ':') && strlen(out) + 6 < size)
-        strcat(out, ":5432");
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    const char *host = NULL, *port = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!strcmp(o->keyword, "host"))
+            host = o->val;
+        else if (!strcmp(o->keyword, "port"))
+            port = o->val;
+    }
+    int hn = host ? (int)strcspn(host, ",") : 0, pn = port ? (int)strcspn(port, ",") : 0;
+    snprintf(out, size, "%.*s:%.*s", hn ? hn : 9, hn ? host : "localhost", pn ? pn : 4,
+             pn ? port : "5432");
+    PQconninfoFree(opts);
 }
 
 /* ---- the monitor thread ---------------------------------------------------- */
 
-/* One value of sql on *pg (opened from ci when NULL), answered within timeout_s. */
+/* A WAL position asked with sql on *pg (opened from ci when NULL), answered within
+   timeout_s; a NULL answer is 0. A connection that failed or timed out is closed. */
 static bool ask_lsn(PGconn **pg, const qgp_conninfo *ci, const char *sql, double timeout_s,
                     qg_lsn *out, char *why, size_t size)
 {
@@ -110,47 +112,21 @@ static bool ask_lsn(PGconn **pg, const qgp_conninfo *ci, const char *sql, double
             return false;
         }
     }
-    bool ok = false, answered = false;
-    double deadline = qg_now() + timeout_s;
-    if (!PQsendQuery(*pg, sql)) {
-        snprintf(why, size, "the connection failed: %s", PQerrorMessage(*pg));
-        goto out;
-    }
-    for (;;) {
-        while (PQisBusy(*pg)) {
-            double left = deadline - qg_now();
-            struct pollfd p = {.fd = PQsocket(*pg), .events = POLLIN};
-            int r = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
-            if (r == 0) {
-                snprintf(why, size, "no answer within %gs (DB_CONNECT_TIMEOUT)", timeout_s);
-                goto out;
-            }
-            if ((r < 0 && errno != EINTR) || (r > 0 && !PQconsumeInput(*pg)))
-                break;
-        }
-        PGresult *res = PQgetResult(*pg);
-        if (!res)
-            break;
-        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !answered) {
-            answered = true;
-            const char *v = PQgetvalue(res, 0, 0);
-            ok = PQgetisnull(res, 0, 0) ? (*out = 0, true) : qg_lsn_parse(v, strlen(v), out);
-        } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            snprintf(why, size, "the check failed: %s", PQresultErrorMessage(res));
-        }
-        PQclear(res);
-    }
-    if (PQstatus(*pg) != CONNECTION_OK)
-        snprintf(why, size, "the connection failed: %s", PQerrorMessage(*pg));
-out:
-    if (!ok) {
+    char value[QG_LSN_BUF + 8];
+    enum qgp_asked a = qgp_ask(*pg, sql, qg_now() + timeout_s, timeout_s, value, sizeof value,
+                               why, size);
+    bool ok = a == QGP_ASKED_OK && (!*value ? (*out = 0, true)
+                                            : qg_lsn_parse(value, strlen(value), out));
+    if (a == QGP_ASKED_OK && !ok)
+        snprintf(why, size, "the check answered \"%.24s\", not a WAL position", value);
+    if (a == QGP_ASKED_TIMEOUT || a == QGP_ASKED_LOST) {
         PQfinish(*pg);
         *pg = NULL;
     }
     for (char *p = why; *p; p++) /* one line */
         if (*p == '\n')
             *p = ' ';
-    return ok && PQstatus(*pg) == CONNECTION_OK;
+    return ok;
 }
 
 static const qgp_conninfo *conninfo(const qg_manager *m)

@@ -50,6 +50,13 @@ def node_major():
         return 0
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
 def admin_sql(sql):
     """Runs sql as the superuser with psql; returns stdout (unaligned, tuples only)."""
     url = os.environ.get("QG_TEST_ADMIN_URL")

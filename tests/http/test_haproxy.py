@@ -20,22 +20,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import (Server, admin_sql, binary, check, database_url, run_tests,  # noqa: E402
-                       skip, source_dir)
+from qgharness import (Server, admin_sql, binary, check, database_url, free_port,  # noqa: E402
+                       run_tests, skip, source_dir)
 
 T = "t_haproxy_%d" % os.getpid()
 # The checks take a draining instance out in about 1.25 s (docker/haproxy.cfg); 3 s leaves
 # room for a slow check on a busy machine.
 DELAY = int(os.environ.get("QG_HAPROXY_SHUTDOWN_DELAY", "3"))
 CFG = os.environ.get("QG_HAPROXY_CFG") or os.path.join(source_dir(), "docker", "haproxy.cfg")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Balancer:
@@ -341,6 +333,18 @@ def test_compose_files(_):
         check(grace > delay + int(e.get("SHUTDOWN_TIMEOUT", 30)), "%s: stop_grace_period" % svc)
 
 
+def stop_all(load, lb, qs):
+    """Whatever a case started and did not stop itself: the load, HAProxy, the instances."""
+    if load:
+        load.stop()
+    if lb:
+        lb.stop()
+    for s in qs:
+        if s.alive():
+            s.proc.kill()
+            s.proc.wait(10)
+
+
 def test_sigterm_drains_without_a_failed_request(_):
     """SIGTERM to one instance under load: its /health/ready turns 503, HAProxy takes it
     out within SHUTDOWN_DELAY, it finishes what it has and exits 0; no request fails."""
@@ -397,14 +401,7 @@ def test_sigterm_drains_without_a_failed_request(_):
               body["error"]["code"] == "db_unavailable" and "outcome" not in body["error"],
               (r.status, r.getheaders(), body))
     finally:
-        if load:
-            load.stop()
-        if lb:
-            lb.stop()
-        for s in qs:
-            if s.alive():
-                s.proc.kill()
-                s.proc.wait(10)
+        stop_all(load, lb, qs)
 
 
 def test_sigkill_costs_at_most_the_requests_in_flight(_):
@@ -446,14 +443,7 @@ def test_sigkill_costs_at_most_the_requests_in_flight(_):
                                   t_down - t_kill))
         stop_clean(qs[0])
     finally:
-        if load:
-            load.stop()
-        if lb:
-            lb.stop()
-        for s in qs:
-            if s.alive():
-                s.proc.kill()
-                s.proc.wait(10)
+        stop_all(load, lb, qs)
 
 
 if __name__ == "__main__":

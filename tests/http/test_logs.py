@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from qgharness import (Server, binary, check, check_error, check_ok, database_url,  # noqa: E402
-                       run_tests)
+                       free_port, run_tests)
 
 SECRET = "sekr1t-v4lue-%d" % os.getpid()
 ACCESS_FIELDS = {"time": str, "level": str, "msg": str, "method": str, "path": str,
@@ -219,14 +219,6 @@ def test_pool_wait_measures_the_line():
         check(rec[0]["pool_wait_ms"] == 0, rec)
     finally:
         s.stop()
-
-
-def free_port():
-    sk = socket.socket()
-    sk.bind(("127.0.0.1", 0))
-    port = sk.getsockname()[1]
-    sk.close()
-    return port
 
 
 def test_log_level_warn_keeps_only_problems():

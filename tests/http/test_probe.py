@@ -9,7 +9,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qgharness import Server, binary, check, database_url, run_tests, skip  # noqa: E402
+from qgharness import (Server, binary, check, database_url, free_port, run_tests,  # noqa: E402
+                       skip)
 
 
 def probe(args, **env):
@@ -21,14 +22,6 @@ def probe(args, **env):
     r = subprocess.run([binary(), "--probe"] + args, env=e, capture_output=True, text=True,
                        timeout=20)
     return r.returncode, r.stderr, time.time() - t0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def setup():
