@@ -9,8 +9,10 @@ mode) in front of the primary and of a replica.
 
 Runs alone (the name has _restart): it stops and starts servers of its own.
 """
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from qgharness import (PgPair, Server, binary, check, check_error, check_ok,  # noqa: E402
-                       run_tests, source_dir)
+                       free_port, run_tests, source_dir)
 
 T = "t_replicas"
 ADMIN = "replica-test-admin-key-0123456789"
@@ -73,6 +75,11 @@ def usable(s, pair, node, want=True):
                     lambda: replicas(s)[port]["usable"] == want and replicas(s)[port])
 
 
+def both_usable(s, pair):
+    usable(s, pair, "b")
+    usable(s, pair, "c")
+
+
 def read_port(s, headers=None, sql="SELECT inet_server_port() AS p", conn=None):
     r = s.post("/query", {"sql": sql}, headers=headers, conn=conn)
     return check_ok(r, "read")["rows"][0]["p"], r.header("x-querygate-served-by")
@@ -89,16 +96,25 @@ def insert(s, k):
     return r.json["rows"][0]["p"], lsn
 
 
+def lsn_value(text):
+    hi, lo = text.split("/")
+    return int(hi, 16) << 32 | int(lo, 16)
+
+
 def activity(pair, node, marker):
     return int(pair.sql(node, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%%s%%' "
                               "AND pid <> pg_backend_pid()" % marker).strip())
 
 
 def test_reads_spread_over_replicas_and_writes_stay_on_the_primary(pair):
-    s = server(pair, DB_POOL_SIZE=4)
+    s = server(pair, DB_POOL_SIZE=4, DB_READ_POOL_SIZE=2)
     try:
-        usable(s, pair, "b")
-        usable(s, pair, "c")
+        both_usable(s, pair)
+        pool = check_ok(s.get("/pool"))
+        for r in pool["replicas"]:
+            check({"url", "usable", "lag_ms", "checked_out", "idle", "waiting", "timeouts",
+                   "errors"} <= set(r), "/pool replica lacks fields: %r" % r)
+            check("qg:***@" in r["url"] and pair.password not in r["url"], r["url"])
         port, _ = insert(s, "spread")
         check(port == pair.port["a"], "the write ran on %r" % port)
         marker = "qg_spread_marker"
@@ -116,11 +132,14 @@ def test_reads_spread_over_replicas_and_writes_stay_on_the_primary(pair):
         threads = [threading.Thread(target=reader) for _ in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.15)
-        seen = {n: activity(pair, n, marker) for n in "abc"}
-        for t in threads:
-            t.join(30)
-        print("   pg_stat_activity running the read: %r" % seen)
+        # The most sessions seen running the read on each server while the readers run
+        # (a server's first connections may still be opening at any one moment).
+        seen = dict.fromkeys("abc", 0)
+        while any(t.is_alive() for t in threads):
+            for n in "abc":
+                seen[n] = max(seen[n], activity(pair, n, marker))
+            time.sleep(0.05)
+        print("   pg_stat_activity running the read, most at once: %r" % seen)
         check(not errors, errors)
         check(seen["a"] == 0 and seen["b"] > 0 and seen["c"] > 0,
               "reads not spread over the replicas alone: %r" % seen)
@@ -152,6 +171,27 @@ def test_reads_spread_over_replicas_and_writes_stay_on_the_primary(pair):
                   % pair.port[n] in text, "no pool series for replica %s" % n)
         check(re.search(r'querygate_requests_served_total\{pool="primary"\} [1-9]', text),
               "no served count for the primary")
+        check('querygate_pool_size{pool="primary"} 4' in text and
+              'querygate_pool_size{pool="replica",replica="127.0.0.1:%d"} 2' % pair.port["b"]
+              in text, "DB_READ_POOL_SIZE not the replicas' size")
+    finally:
+        s.stop()
+
+
+def test_a_read_goes_to_the_replica_with_fewest_in_use(pair):
+    s = server(pair)
+    try:
+        both_usable(s, pair)
+        marker = "qg_fewest_marker"
+        slow = threading.Thread(target=lambda: s.post(
+            "/query", {"sql": "SELECT pg_sleep(1.5), '%s' AS m" % marker}, conn=s.connection()))
+        slow.start()
+        busy = wait_for("the slow read running",
+                        lambda: [n for n in "bc" if activity(pair, n, marker)])[0]
+        idle = "c" if busy == "b" else "b"
+        ports = [read_port(s)[0] for _ in range(4)]
+        slow.join(10)
+        check(ports == [pair.port[idle]] * 4, "with %s busy, reads ran on %r" % (busy, ports))
     finally:
         s.stop()
 
@@ -170,14 +210,16 @@ def test_a_lagging_replica_is_set_aside_and_comes_back(pair):
             i += 1
             time.sleep(0.05)
     try:
-        usable(s, pair, "b")
-        usable(s, pair, "c")
+        both_usable(s, pair)
         wconn = s.connection()
         pair.sql("b", "SELECT pg_wal_replay_pause()")
+        paused = time.time()
         w = threading.Thread(target=writer)
         w.start()
         try:
             b = usable(s, pair, "b", False)
+            print("   b set aside %.2f s after its replay paused (DB_REPLICA_MAX_LAG_MS=400, "
+                  "HEALTH_CACHE_MS=100)" % (time.time() - paused))
             check("DB_REPLICA_MAX_LAG_MS" in b["why"] and b["lag_ms"] > 400, b)
             ports = {read_port(s, headers=auth)[0] for _ in range(8)}
             check(ports == {pair.port["c"]}, "reads went to %r while b lagged" % ports)
@@ -206,12 +248,15 @@ def test_a_lagging_replica_is_set_aside_and_comes_back(pair):
 def test_read_your_writes_with_replay_paused(pair):
     s = server(pair, DB_READ_WAIT_MS=300)
     try:
-        usable(s, pair, "b")
-        usable(s, pair, "c")
+        both_usable(s, pair)
         for n in "bc":
             pair.sql(n, "SELECT pg_wal_replay_pause()")
         try:
             _, lsn = insert(s, "ryw-1")
+            r = s.post("/update", {"sql": "UPDATE %s SET k = k WHERE k = 'ryw-1'" % T})
+            ulsn = check_ok(r) and r.header("x-querygate-lsn")
+            check(ulsn and LSN.match(ulsn) and lsn_value(ulsn) >= lsn_value(lsn),
+                  "/update's X-Querygate-LSN %r after the insert's %r" % (ulsn, lsn))
             q = {"sql": "SELECT count(*) AS n FROM %s WHERE k = 'ryw-1'" % T}
             # Without the LSN a replica answers, from before the write.
             r = s.post("/query", q)
@@ -233,8 +278,7 @@ def test_read_your_writes_with_replay_paused(pair):
     # A longer wait: replay resumes while the read waits, and a replica serves it.
     s = server(pair, DB_READ_WAIT_MS=10000)
     try:
-        usable(s, pair, "b")
-        usable(s, pair, "c")
+        both_usable(s, pair)
         for n in "bc":
             pair.sql(n, "SELECT pg_wal_replay_pause()")
         try:
@@ -275,8 +319,7 @@ def test_a_replica_stopped_under_read_load_fails_no_read(pair):
                 errors.append(repr(e))
                 conn = s.connection()
     try:
-        usable(s, pair, "b")
-        usable(s, pair, "c")
+        both_usable(s, pair)
         threads = [threading.Thread(target=reader) for _ in range(8)]
         for t in threads:
             t.start()
@@ -298,6 +341,68 @@ def test_a_replica_stopped_under_read_load_fails_no_read(pair):
               "no log line of c set aside")
     finally:
         stop.set()
+        s.stop()
+
+
+def test_a_replica_connection_keeps_nothing_of_a_request(pair):
+    """As an attacker with a read key: what one request does on a replica's pooled
+    connection (one connection only) never reaches the next, another key's, request:
+    session settings, advisory locks (also spelled U&"..."), PREPARE from dynamic SQL,
+    and two requests pipelined on one HTTP connection."""
+    keys = {"r1": "replica-reader-one-0123456789", "r2": "replica-reader-two-0123456789"}
+    s = server(pair, replicas="b", DB_READ_POOL_SIZE=1, DB_MAX_OVERFLOW=0, AUTH="keys",
+               API_KEYS="%s read;%s read" % (keys["r1"], keys["r2"]))
+
+    def post(key, sql):
+        return s.post("/query", {"sql": sql}, headers={"Authorization": "Bearer " + keys[key]})
+
+    def q(key, sql):
+        r = post(key, sql)
+        check(r.header("x-querygate-served-by") == "replica", "not on the replica: %r" % r)
+        return r
+
+    look = ("SELECT current_setting('search_path') AS p, current_setting('statement_timeout') "
+            "AS t, (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+            "pg_backend_pid()) AS locks, (SELECT count(*) FROM pg_prepared_statements WHERE "
+            "from_sql) AS prepared, pg_backend_pid() AS pid")
+    try:
+        wait_for("the replica usable",
+                 lambda: post("r2", "SELECT 1").header("x-querygate-served-by") == "replica")
+        clean = check_ok(q("r2", look))["rows"][0]
+        probes = [
+            "SELECT set_config('search_path', 'pg_catalog', false), "
+            "set_config('statement_timeout', '1', false)",
+            'SELECT U&"pg_\\0061dvisory_lock"(77), pg_advisory_lock(78)',
+            "DO $$ BEGIN EXECUTE 'PREPARE qg_probe AS SELECT 1'; END $$",
+        ]
+        for sql in probes:
+            check_ok(q("r1", sql))
+            seen = check_ok(q("r2", look))["rows"][0]
+            # A caller's PREPARE fails the audit: that connection is closed, not reset.
+            check(seen["pid"] == clean["pid"] or "PREPARE" in sql,
+                  "not the same pooled connection after %r: %r" % (sql, seen))
+            clean["pid"] = seen["pid"]
+            check(seen == clean, "after %r the next request saw %r" % (sql, seen))
+        # Pipelined: both requests in one write on one HTTP connection.
+        def req(key, sql):
+            body = json.dumps({"sql": sql}).encode()
+            return ("POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % (keys[key], len(body))).encode() + body
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as k:
+            k.sendall(req("r1", 'SELECT U&"pg_\\0061dvisory_lock"(79), '
+                                "set_config('search_path', 'pg_catalog', false)") +
+                      req("r2", look))
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 2 or not data.rstrip().endswith(b"}"):
+                chunk = k.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        check(data.count(b"HTTP/1.1 200") == 2, "two answers: %r" % data[:600])
+        second = json.loads(data.rsplit(b"\r\n\r\n", 1)[1])["rows"][0]
+        check(second == clean, "the pipelined request saw %r" % second)
+    finally:
         s.stop()
 
 
@@ -359,13 +464,6 @@ def test_a_fenced_primary_takes_no_write(pair):
 def pgbouncer(action, *args):
     tool = os.path.join(source_dir(), "tests", "tools", "pgbouncer-ctl")
     subprocess.run([tool, action] + [str(a) for a in args], check=True, timeout=30)
-
-
-def free_port():
-    import socket
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
 
 
 def test_behind_pgbouncer_with_a_replica(pair):
